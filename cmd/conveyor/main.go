@@ -1,0 +1,104 @@
+// Command conveyor is Conveyor's one binary: the server, the operator CLI, the
+// flow tools and the demo. Each subcommand is a type with its own flag set
+// and a Run method; `conveyor help` lists them.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// errUsage marks a usage error: the command exits 2.
+var errUsage = errors.New("usage")
+
+// command is one subcommand.
+type command interface {
+	Run(ctx context.Context, args []string) error
+}
+
+// commands maps subcommand names to constructors and one-line summaries.
+var commands = []struct {
+	name, summary string
+	new           func(stdout, stderr io.Writer) command
+}{
+	{"validate", "check flow files and print every problem as file:line:col", func(o, e io.Writer) command { return &validateCommand{stdout: o, stderr: e} }},
+	{"graph", "print a flow as a Mermaid or DOT graph", func(o, e io.Writer) command { return &graphCommand{stdout: o, stderr: e} }},
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches to a subcommand and turns its error into an exit code: 0 ok,
+// 2 usage, 1 anything else.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stdout)
+		return 0
+	}
+	for _, c := range commands {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.new(stdout, stderr).Run(ctx, args[1:])
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.Is(err, errUsage):
+			return 2
+		}
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(stderr, "conveyor "+args[0]+": "+msg)
+		}
+		return 1
+	}
+	fmt.Fprintf(stderr, "conveyor: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Conveyor is a durable process engine for payment flows.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Usage: conveyor <command> [flags] [args]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Commands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run 'conveyor <command> --help' for a command's flags.")
+}
+
+// newFlags returns a flag set that reports usage errors instead of exiting.
+func newFlags(name, args string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("conveyor "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: conveyor %s [flags] %s\n\nFlags:\n", name, args)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags, mapping a bad flag to errUsage.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	return nil
+}

@@ -1,0 +1,287 @@
+// Package store defines how Conveyor keeps tasks: the Store interface the
+// engine talks to, the records it stores, and the sentinel errors. Backends
+// live in subpackages (store/bolt) and prove themselves against the shared
+// conformance suite in store/storetest.
+//
+// The engine hands the store whole task records; the store derives every index
+// from the difference between the stored record and the new one, inside the
+// same transaction: the ref index, the callback-token index, the timer index,
+// the runnable set, the per-node counters and the list indexes. So an index can
+// never disagree with the task it points to, whatever the engine does.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Sentinel errors. Compare with errors.Is.
+var (
+	// ErrNotFound: no task (or version) has that id, ref or token.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict: the task's revision is not the one the change expected; another
+	// commit moved it first. The caller reloads and decides again.
+	ErrConflict = errors.New("store: revision conflict")
+	// ErrExists: a task with that id already exists.
+	ErrExists = errors.New("store: task already exists")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("store: closed")
+)
+
+// RefTakenError is returned when a new task's (process, ref) is already held by
+// another task, active or retained. Existing is that task, so the caller can
+// tell an idempotent retry (same input) from a conflict (different input).
+type RefTakenError struct {
+	Existing *Task
+}
+
+// Error implements error.
+func (e *RefTakenError) Error() string {
+	return "store: ref " + e.Existing.Ref + " is taken by task " + e.Existing.ID.String()
+}
+
+// Status is where a task stands in its life. The values are an API contract.
+type Status string
+
+// Task statuses.
+const (
+	StatusActive    Status = "active"    // runnable: in an api, set, condition or final node, a worker owes it a step
+	StatusWaiting   Status = "waiting"   // parked in a callback or delay node, with a timer
+	StatusEscalated Status = "escalated" // parked in an escalation node for operators
+	StatusSucceeded Status = "succeeded" // finished in a final node with result success
+	StatusFailed    Status = "failed"    // finished in a final node with result error
+	StatusCanceled  Status = "canceled"  // canceled by an operator
+)
+
+// Final reports whether a task in this status will never move again.
+func (s Status) Final() bool {
+	return s == StatusSucceeded || s == StatusFailed || s == StatusCanceled
+}
+
+// Valid reports whether s is one of the statuses above.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusActive, StatusWaiting, StatusEscalated, StatusSucceeded, StatusFailed, StatusCanceled:
+		return true
+	}
+	return false
+}
+
+// Task is the durable record of one task. The store treats Data as opaque
+// bytes; the engine seals sensitive fields before they get here.
+type Task struct {
+	// ID is a UUIDv7, so ids sort by creation time.
+	ID uuid.UUID `json:"id"`
+	// Process and Version name the compiled definition the task runs on; a task
+	// keeps the version it started with.
+	Process string `json:"process"`
+	Version string `json:"version"`
+	// Ref is the caller's reference, unique per process while the task exists
+	// (active or retained). Empty means none.
+	Ref string `json:"ref,omitempty"`
+	// InputHash is a digest of the submitted input, to tell a retried submit
+	// (same ref, same input) from a conflicting one.
+	InputHash string `json:"input_hash,omitempty"`
+	// Node is the node the task is in now.
+	Node   string `json:"node"`
+	Status Status `json:"status"`
+	// Data is the task's JSON object.
+	Data []byte `json:"data"`
+	// Error describes why the task is escalated; nil otherwise.
+	Error *TaskError `json:"error,omitempty"`
+	// Token is the callback token while the task waits in a callback node, ""
+	// otherwise. The store indexes it for TaskByToken.
+	Token string `json:"token,omitempty"`
+	// TimerAt is when the task's timer fires; zero means no timer. Every waiting
+	// and escalated task with a timeout has one, and so does a task whose
+	// outbound call is scheduled for a retry.
+	TimerAt time.Time `json:"timer_at,omitzero"`
+	// Timer says what the timer is for (see the engine); opaque to the store.
+	Timer string `json:"timer,omitempty"`
+	// Attempt counts outbound call attempts in the current visit of an api node.
+	Attempt int `json:"attempt,omitempty"`
+	// Steps counts the nodes passed since the task last waited (loop guard).
+	Steps int `json:"steps,omitempty"`
+	// Rev increases by one with every commit of the task; a Change names the
+	// Rev it was decided on.
+	Rev uint64 `json:"rev"`
+	// HistoryLen is the number of history entries the task has.
+	HistoryLen uint32 `json:"history_len"`
+	// Marks remembers recently accepted callbacks so that a repeat is answered
+	// as a duplicate rather than moving the task twice. Bounded by the engine.
+	Marks []Mark `json:"marks,omitempty"`
+	// Created is when the task was submitted, Updated its last commit, Entered
+	// when it entered its current node, Finished when it reached a final status.
+	Created  time.Time `json:"created"`
+	Updated  time.Time `json:"updated"`
+	Entered  time.Time `json:"entered"`
+	Finished time.Time `json:"finished,omitzero"`
+}
+
+// Clone returns a deep copy of t.
+func (t *Task) Clone() *Task {
+	c := *t
+	c.Data = append([]byte(nil), t.Data...)
+	if t.Error != nil {
+		e := *t.Error
+		c.Error = &e
+	}
+	c.Marks = append([]Mark(nil), t.Marks...)
+	return &c
+}
+
+// TaskError is why a task landed in an escalation node.
+type TaskError struct {
+	// Code is machine-readable (err_code), e.g. "http_503" or a provider's code.
+	Code string `json:"code"`
+	// Description is for operators (err_description).
+	Description string `json:"description"`
+	// Node is the node that failed, where retry re-runs the task.
+	Node string `json:"node"`
+}
+
+// Mark records one accepted callback: a digest of its body and the node that
+// accepted it.
+type Mark struct {
+	Hash string    `json:"hash"`
+	Node string    `json:"node"`
+	At   time.Time `json:"at"`
+}
+
+// HistoryEntry is one line of a task's append-only history: a transition, or
+// an event that was recorded without moving the task (a late callback, an
+// operator note).
+type HistoryEntry struct {
+	// Seq numbers the entries of one task from 0.
+	Seq uint32 `json:"seq"`
+	// At is when the entry was committed.
+	At time.Time `json:"at"`
+	// From and To are node names; equal when the task did not move.
+	From string `json:"from,omitempty"`
+	To   string `json:"to"`
+	// Event names what happened: an outcome of a node ("next", "timeout",
+	// "error", a case name), or an engine event ("submit", "callback",
+	// "reply", "retry_scheduled", "late_callback", "operator_retry", ...).
+	Event string `json:"event"`
+	// Actor is who caused it: "engine", "callback", "timer" or an operator.
+	Actor string `json:"actor,omitempty"`
+	// Reason is the operator's reason, when one acted.
+	Reason string `json:"reason,omitempty"`
+	// Detail is free text for people (an error, an HTTP status). Never secrets.
+	Detail string `json:"detail,omitempty"`
+}
+
+// Change is one task's commit: the new record, the revision it replaces, and
+// the history entries it appends. Rev 0 means the task is new.
+type Change struct {
+	// Task is the new record. The store sets Task.Rev to Rev+1 and Updated is
+	// the engine's business.
+	Task *Task
+	// Rev is the revision the change was decided on: the stored task's Rev must
+	// equal it, or the commit fails with ErrConflict. 0 creates the task.
+	Rev uint64
+	// History is appended in order; each entry's Seq must continue the stored
+	// task's HistoryLen, and Task.HistoryLen must count them.
+	History []HistoryEntry
+}
+
+// Timer is an entry of the timer index: a task whose timer is due.
+type Timer struct {
+	TaskID uuid.UUID
+	At     time.Time
+}
+
+// Filter selects tasks for List. Zero fields match everything.
+type Filter struct {
+	Process string
+	Node    string
+	Status  Status
+	Ref     string
+	// ErrorCode matches escalated tasks by TaskError.Code.
+	ErrorCode string
+	// EnteredBefore matches tasks that entered their node before this time
+	// ("waiting longer than").
+	EnteredBefore time.Time
+	// Limit caps the page; the store applies a default and a maximum.
+	Limit int
+	// Cursor continues a previous page; opaque.
+	Cursor string
+}
+
+// Page is a page of tasks, newest first, and the cursor of the next page
+// ("" when this is the last).
+type Page struct {
+	Tasks []*Task
+	Next  string
+}
+
+// NodeCount is how many tasks of a process stand in a node now, per status,
+// and for final nodes how many ever arrived there (Total survives purges).
+type NodeCount struct {
+	Process string
+	Node    string
+	// Now counts tasks currently in the node, by status.
+	Now map[Status]int64
+	// Total counts every arrival into a final node (0 for other nodes).
+	Total int64
+}
+
+// Version is a stored process definition: its source, so tasks that started
+// on it can run after a restart even when the file on disk has changed.
+type Version struct {
+	Process string    `json:"process"`
+	Version string    `json:"version"`
+	File    string    `json:"file"`
+	Source  []byte    `json:"source"`
+	Loaded  time.Time `json:"loaded"`
+}
+
+// Store keeps tasks, their history and indexes, and process versions. Every
+// method is safe for concurrent use. Writes are durable (fsynced) when they
+// return nil.
+type Store interface {
+	// Commit applies the changes in one transaction: all or none. For each
+	// change it checks the revision, writes the record, appends the history,
+	// and updates every index from the difference between the old and the new
+	// record. A new task whose (process, ref) is taken fails with a
+	// *RefTakenError. Concurrent commits are grouped into one transaction and
+	// one fsync; a failing commit does not fail the others in its group.
+	Commit(ctx context.Context, changes ...Change) error
+
+	// Task returns the task with id, or ErrNotFound.
+	Task(ctx context.Context, id uuid.UUID) (*Task, error)
+	// TaskByRef returns the task holding (process, ref), or ErrNotFound.
+	TaskByRef(ctx context.Context, process, ref string) (*Task, error)
+	// TaskByToken returns the task whose callback token is token, or ErrNotFound.
+	TaskByToken(ctx context.Context, token string) (*Task, error)
+	// History returns the task's history in order, or ErrNotFound.
+	History(ctx context.Context, id uuid.UUID) ([]HistoryEntry, error)
+	// List returns a page of tasks matching f, newest first.
+	List(ctx context.Context, f Filter) (Page, error)
+	// Counts returns the node counters of a process (all processes for "").
+	Counts(ctx context.Context, process string) ([]NodeCount, error)
+
+	// Due returns up to limit timers due at or before t, earliest first.
+	Due(ctx context.Context, t time.Time, limit int) ([]Timer, error)
+	// NextDue returns the earliest timer, or false when there is none.
+	NextDue(ctx context.Context) (time.Time, bool, error)
+	// Runnable returns up to limit ids of active tasks with ids after the given
+	// one (uuid.Nil to start), in id order: what a restarted engine owes a step.
+	Runnable(ctx context.Context, after uuid.UUID, limit int) ([]uuid.UUID, error)
+
+	// Purge deletes up to limit finished tasks that finished before t, with
+	// their history and index entries (their ref becomes free), and returns how
+	// many it deleted. Final-node totals are kept.
+	Purge(ctx context.Context, t time.Time, limit int) (int, error)
+
+	// PutVersion stores a process version if it is not stored yet.
+	PutVersion(ctx context.Context, v Version) error
+	// Version returns a stored process version, or ErrNotFound.
+	Version(ctx context.Context, process, version string) (*Version, error)
+
+	// Close flushes pending commits and releases the store.
+	Close() error
+}
