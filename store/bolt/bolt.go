@@ -1,0 +1,235 @@
+// Package bolt is the bbolt backend of store.Store: everything in one file on
+// local disk.
+//
+// One writer goroutine owns every write. Commit, Purge and PutVersion queue a
+// request; the writer takes the first, then whatever else is already queued
+// (no timer, so an idle store commits at once), applies them all in one bbolt
+// transaction and one fsync, and answers every caller. Each request is
+// validated against the transaction, including the requests before it in the
+// same batch, before it writes anything, so a bad request fails alone. Reads
+// run in their own read-only transactions and never wait for the writer.
+//
+// Every index (refs, tokens, timers, runnable, bynode, bystatus, counts,
+// totals, finished) is derived from the difference between the stored task and
+// the new one inside the writing transaction; Check verifies that they agree.
+//
+// Caveats: the file is locked while open, so a second Open, even from another
+// process, fails after Options.Timeout; the file never shrinks (purged pages
+// are reused, and an offline compaction returns them to the disk); the file
+// format is endian-specific.
+package bolt
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/conveyor-dev/conveyor/store"
+)
+
+var _ store.Store = (*DB)(nil)
+
+// Options tunes Open. The zero value gives the documented defaults.
+type Options struct {
+	// Timeout is how long Open waits for the file lock when another DB (in
+	// this or another process) holds the file. Default 1s.
+	Timeout time.Duration
+	// InitialMmapSize is the size in bytes of the first memory map. Keep it
+	// above the expected file size: growing the map waits for every read
+	// transaction to end and holds new ones back meanwhile. On Linux it
+	// reserves address space, not disk. Default 1 GiB.
+	InitialMmapSize int
+	// NoSync skips the fsyncs of every commit. UNSAFE: a crash can lose
+	// acknowledged commits or corrupt the file. For tests and benchmarks only.
+	// Default false.
+	NoSync bool
+	// MaxBatch is how many changes one group commit takes: the writer stops
+	// taking queued requests once it holds this many (a single larger Commit
+	// still commits whole). Default 1000.
+	MaxBatch int
+	// Logger receives failed commits and open and close events. Default:
+	// discard.
+	Logger *slog.Logger
+	// Clock gives the commit time, which becomes Task.Finished when a task
+	// reaches a final status without one. Default time.Now.
+	Clock func() time.Time
+	// Metrics, when set, is called after each group commit that reached the
+	// disk. Default nil.
+	Metrics CommitObserver
+
+	// bolt, when set, adjusts bbolt's options; tests use it to provoke disk
+	// errors.
+	bolt func(*bbolt.Options)
+}
+
+// CommitObserver is told, after each group commit that reached the disk, how
+// many requests (Commit, Purge and PutVersion calls) it answered and how long
+// its transaction took, fsync included. It runs on the writer goroutine, so
+// it must return quickly and must not call the DB.
+type CommitObserver func(batch int, d time.Duration)
+
+// withDefaults fills the zero fields of o.
+func (o Options) withDefaults() Options {
+	if o.Timeout <= 0 {
+		o.Timeout = time.Second
+	}
+	if o.InitialMmapSize <= 0 {
+		o.InitialMmapSize = 1 << 30
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 1000
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	return o
+}
+
+// DB is a store.Store kept in one bbolt file. Open it with Open; all methods
+// are safe for concurrent use.
+type DB struct {
+	bolt    *bbolt.DB
+	log     *slog.Logger
+	clock   func() time.Time
+	observe CommitObserver
+	max     int
+
+	// mu orders Commit's send against Close, so no request is queued after
+	// the writer has drained the queue.
+	mu     sync.RWMutex
+	closed atomic.Bool
+	reqs   chan *request
+	quit   chan struct{} // closed by Close: drain the queue and stop
+	exited chan struct{} // closed by the writer when it stops
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens or creates the store at path and starts its writer. It fails
+// after opts.Timeout when another DB holds the file.
+func Open(path string, opts Options) (*DB, error) {
+	opts = opts.withDefaults()
+	bo := &bbolt.Options{
+		Timeout:         opts.Timeout,
+		InitialMmapSize: opts.InitialMmapSize,
+		NoSync:          opts.NoSync,
+		// Purges fragment the file; the array freelist slows down badly then.
+		FreelistType: bbolt.FreelistMapType,
+	}
+	if opts.bolt != nil {
+		opts.bolt(bo)
+	}
+	b, err := bbolt.Open(path, 0o600, bo)
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("store: open %s: locked by another process or DB (waited %s): %w", path, opts.Timeout, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if err := b.Update(initSchema); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	db := &DB{
+		bolt:    b,
+		log:     opts.Logger.With("path", path),
+		clock:   opts.Clock,
+		observe: opts.Metrics,
+		max:     opts.MaxBatch,
+		reqs:    make(chan *request, opts.MaxBatch),
+		quit:    make(chan struct{}),
+		exited:  make(chan struct{}),
+	}
+	go db.write()
+	db.log.Debug("store opened", "no_sync", opts.NoSync)
+	return db, nil
+}
+
+// initSchema creates the buckets and checks the schema version.
+func initSchema(tx *bbolt.Tx) error {
+	for _, name := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	v := meta.Get(schemaKey)
+	if v == nil {
+		return meta.Put(schemaKey, putUint32(schemaVersion))
+	}
+	if got := getUint32(v); got != schemaVersion {
+		return fmt.Errorf("schema version %d, this build reads %d", got, schemaVersion)
+	}
+	return nil
+}
+
+// Close commits the requests already queued, stops the writer and closes the
+// file. Later calls (and Commit after Close) return store.ErrClosed; a second
+// Close returns what the first did.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		db.mu.Lock()
+		db.closed.Store(true)
+		db.mu.Unlock()
+		close(db.quit)
+		<-db.exited
+		db.closeErr = db.bolt.Close()
+		db.log.Debug("store closed")
+	})
+	return db.closeErr
+}
+
+// Stats is a snapshot of the file for metrics.
+type Stats struct {
+	// Tasks is the number of stored tasks, retained finished ones included.
+	Tasks int
+	// FileSize is the size of the data file on disk, in bytes.
+	FileSize int64
+	// FreePages is how many pages are free for reuse without growing the file.
+	FreePages int
+	// FreeBytes is the size of those free pages.
+	FreeBytes int
+}
+
+// Stats returns a snapshot of the file. Counting the tasks walks the pages of
+// the tasks bucket, so call it every few seconds, not per request.
+func (db *DB) Stats() (Stats, error) {
+	if db.closed.Load() {
+		return Stats{}, store.ErrClosed
+	}
+	var s Stats
+	err := db.bolt.View(func(tx *bbolt.Tx) error {
+		s.Tasks = tx.Bucket(bucketTasks).Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		return Stats{}, viewErr(err)
+	}
+	fi, err := os.Stat(db.bolt.Path())
+	if err != nil {
+		return Stats{}, fmt.Errorf("store: stats: %w", err)
+	}
+	s.FileSize = fi.Size()
+	bs := db.bolt.Stats()
+	s.FreePages, s.FreeBytes = bs.FreePageN, bs.FreeAlloc
+	return s, nil
+}
+
+// viewErr maps bbolt's "not open" to store.ErrClosed for reads racing Close.
+func viewErr(err error) error {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return store.ErrClosed
+	}
+	return err
+}

@@ -1,0 +1,489 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/conveyor-dev/conveyor"
+	"github.com/conveyor-dev/conveyor/store"
+)
+
+// maxName bounds Process, Node, Ref and Token, so every index key fits
+// bbolt's key size limit (32 KiB) and a Put can never fail on it.
+const maxName = 4096
+
+// Commit applies changes in one transaction, grouped with concurrent commits;
+// see store.Store. On success it sets each change's Task.Rev to Rev+1, and
+// Task.Finished to the commit time when the task reached a final status
+// without one. The store reads the tasks until Commit returns: don't change
+// them meanwhile. Changes that break the contract (a history Seq that does not
+// continue HistoryLen, a changed Process or Ref, a name with a 0x00 byte, a
+// token held by another task, ...) fail with a conveyor.EInvalid or
+// conveyor.EConflict *conveyor.Error and write nothing.
+func (db *DB) Commit(ctx context.Context, changes ...store.Change) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	var stored []*store.Task
+	err := db.submit(ctx, len(changes), func(tx *bbolt.Tx, now time.Time) (func() error, error) {
+		p, err := planCommit(tx, now, changes)
+		if err != nil {
+			return nil, err
+		}
+		stored = p.tasks()
+		return func() error { return p.apply(tx) }, nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, c := range changes {
+		c.Task.Rev, c.Task.Finished = stored[i].Rev, stored[i].Finished
+	}
+	return nil
+}
+
+// write moves one task from old to new; old is nil for a new task, new is nil
+// for a purged one.
+type write struct {
+	old, new *store.Task
+	record   []byte   // new, encoded
+	history  [][]byte // the appended entries, encoded, from old.HistoryLen on
+}
+
+// id is the task the write is about.
+func (w *write) id() uuid.UUID {
+	if w.new != nil {
+		return w.new.ID
+	}
+	return w.old.ID
+}
+
+// plan is a request's writes and the counter deltas they imply, validated
+// and ready to apply.
+type plan struct {
+	writes []write
+	counts map[string]int64
+	totals map[string]int64
+}
+
+func newPlan() *plan {
+	return &plan{counts: map[string]int64{}, totals: map[string]int64{}}
+}
+
+// add appends w and its counter deltas.
+func (p *plan) add(w write) {
+	p.writes = append(p.writes, w)
+	if k := keyOf(w.old, countKey); k != nil {
+		p.counts[string(k)]--
+	}
+	if k := keyOf(w.new, countKey); k != nil {
+		p.counts[string(k)]++
+	}
+	if k := keyOf(w.new, totalKey); k != nil && (w.old == nil || !w.old.Status.Final()) {
+		p.totals[string(k)]++
+	}
+}
+
+// tasks returns the new records, in the order of the writes.
+func (p *plan) tasks() []*store.Task {
+	ts := make([]*store.Task, len(p.writes))
+	for i, w := range p.writes {
+		ts[i] = w.new
+	}
+	return ts
+}
+
+// checkCounts fails when a counter would go below zero: the counts index then
+// disagrees with the tasks, and writing would hide it.
+func (p *plan) checkCounts(tx *bbolt.Tx) error {
+	b := tx.Bucket(bucketCounts)
+	for k, d := range p.counts {
+		if d < 0 && getInt64(b.Get([]byte(k)))+d < 0 {
+			return internal("store: counter %q would go below zero: the counts index is corrupt (run Check)", k)
+		}
+	}
+	return nil
+}
+
+// apply writes the plan. It fails only on errors bbolt reports, which the
+// validation that built the plan rules out.
+func (p *plan) apply(tx *bbolt.Tx) error {
+	for i := range p.writes {
+		if err := applyWrite(tx, &p.writes[i]); err != nil {
+			return err
+		}
+	}
+	if err := addCounters(tx.Bucket(bucketCounts), p.counts); err != nil {
+		return err
+	}
+	return addCounters(tx.Bucket(bucketTotals), p.totals)
+}
+
+// planner validates the changes of one request. Besides the transaction it
+// remembers what earlier changes of the same request claim, so two of them
+// cannot take one ref or token.
+type planner struct {
+	tx     *bbolt.Tx
+	now    time.Time
+	plan   *plan
+	ids    map[uuid.UUID]bool
+	refs   map[string]*store.Task // ref key -> new task claiming it
+	tokens map[string]uuid.UUID   // token -> claiming task, uuid.Nil when released
+}
+
+// planCommit validates changes against tx and returns their plan, or the
+// first change's error.
+func planCommit(tx *bbolt.Tx, now time.Time, changes []store.Change) (*plan, error) {
+	pl := &planner{
+		tx:     tx,
+		now:    now,
+		plan:   newPlan(),
+		ids:    map[uuid.UUID]bool{},
+		refs:   map[string]*store.Task{},
+		tokens: map[string]uuid.UUID{},
+	}
+	for _, c := range changes {
+		if err := pl.change(c); err != nil {
+			return nil, err
+		}
+	}
+	if err := pl.plan.checkCounts(tx); err != nil {
+		return nil, err
+	}
+	return pl.plan, nil
+}
+
+// change validates one change and adds its write to the plan.
+func (pl *planner) change(c store.Change) error {
+	if c.Task == nil {
+		return invalid("store: a change has no task")
+	}
+	n := *c.Task // the store's copy; it is only read and encoded
+	if err := validateTask(&n); err != nil {
+		return err
+	}
+	if pl.ids[n.ID] {
+		return invalid("store: task %s: changed twice in one commit", n.ID)
+	}
+	pl.ids[n.ID] = true
+	old, err := loadTask(pl.tx, n.ID)
+	if err != nil {
+		return err
+	}
+	if err := checkRev(old, c); err != nil {
+		return err
+	}
+	if err := pl.checkRef(old, &n); err != nil {
+		return err
+	}
+	if err := checkHistory(old, &n, c.History); err != nil {
+		return err
+	}
+	if err := pl.claimToken(old, &n); err != nil {
+		return err
+	}
+	n.Rev = c.Rev + 1
+	if n.Status.Final() && n.Finished.IsZero() {
+		n.Finished = pl.now
+	}
+	w, err := encodeWrite(old, &n, c.History)
+	if err != nil {
+		return err
+	}
+	pl.plan.add(w)
+	return nil
+}
+
+// validateTask checks what the indexes need of a record.
+func validateTask(t *store.Task) error {
+	switch {
+	case t.ID == uuid.Nil:
+		return invalid("store: a task has no id")
+	case t.Process == "":
+		return invalid("store: task %s: no process", t.ID)
+	case !t.Status.Valid():
+		return invalid("store: task %s: unknown status %q", t.ID, t.Status)
+	}
+	for _, f := range []struct{ name, v string }{
+		{"process", t.Process}, {"node", t.Node}, {"ref", t.Ref}, {"token", t.Token},
+	} {
+		if len(f.v) > maxName {
+			return invalid("store: task %s: %s is longer than %d bytes", t.ID, f.name, maxName)
+		}
+		if f.name != "token" && strings.IndexByte(f.v, 0) >= 0 {
+			return invalid("store: task %s: %s holds a 0x00 byte", t.ID, f.name)
+		}
+	}
+	return nil
+}
+
+// checkRev checks the change's revision against the stored task.
+func checkRev(old *store.Task, c store.Change) error {
+	id := c.Task.ID
+	switch {
+	case c.Rev == 0 && old != nil:
+		return fmt.Errorf("task %s: %w", id, store.ErrExists)
+	case c.Rev > 0 && old == nil:
+		return fmt.Errorf("task %s: %w", id, store.ErrNotFound)
+	case c.Rev > 0 && old.Rev != c.Rev:
+		return fmt.Errorf("task %s is at rev %d, the change expects %d: %w", id, old.Rev, c.Rev, store.ErrConflict)
+	}
+	return nil
+}
+
+// checkRef keeps a task's (process, ref) fixed and unique.
+func (pl *planner) checkRef(old, n *store.Task) error {
+	if old != nil {
+		if old.Process != n.Process || old.Ref != n.Ref {
+			return invalid("store: task %s: process and ref never change (stored %q/%q, new %q/%q)",
+				n.ID, old.Process, old.Ref, n.Process, n.Ref)
+		}
+		return nil
+	}
+	k := refKey(n)
+	if k == nil {
+		return nil
+	}
+	if t, ok := pl.refs[string(k)]; ok {
+		return &store.RefTakenError{Existing: t.Clone()}
+	}
+	if v := pl.tx.Bucket(bucketRefs).Get(k); v != nil {
+		t, err := loadIndexed(pl.tx, "refs", v)
+		if err != nil {
+			return err
+		}
+		return &store.RefTakenError{Existing: t}
+	}
+	pl.refs[string(k)] = n
+	return nil
+}
+
+// checkHistory checks that the appended entries continue the stored history
+// and that HistoryLen counts them.
+func checkHistory(old, n *store.Task, entries []store.HistoryEntry) error {
+	var base uint32
+	if old != nil {
+		base = old.HistoryLen
+	}
+	for i, h := range entries {
+		if want := base + uint32(i); h.Seq != want {
+			return invalid("store: task %s: history entry %d has seq %d, want %d", n.ID, i, h.Seq, want)
+		}
+	}
+	if want := base + uint32(len(entries)); n.HistoryLen != want {
+		return invalid("store: task %s: HistoryLen is %d, want %d (%d stored + %d appended)",
+			n.ID, n.HistoryLen, want, base, len(entries))
+	}
+	return nil
+}
+
+// claimToken keeps callback tokens unique: a token another task holds cannot
+// be taken. A token released earlier in the same request can.
+func (pl *planner) claimToken(old, n *store.Task) error {
+	if old != nil && old.Token == n.Token {
+		return nil
+	}
+	if old != nil && old.Token != "" {
+		pl.tokens[old.Token] = uuid.Nil
+	}
+	if n.Token == "" {
+		return nil
+	}
+	holder, seen := pl.tokens[n.Token]
+	if !seen {
+		if v := pl.tx.Bucket(bucketTokens).Get([]byte(n.Token)); v != nil {
+			holder = idAt(v)
+		}
+	}
+	if holder != uuid.Nil && holder != n.ID {
+		return conveyor.Errorf(conveyor.EConflict, "store: task %s: its callback token is held by task %s", n.ID, holder)
+	}
+	pl.tokens[n.Token] = n.ID
+	return nil
+}
+
+// encodeWrite encodes the new record and the appended history.
+func encodeWrite(old, n *store.Task, entries []store.HistoryEntry) (write, error) {
+	w := write{old: old, new: n}
+	var err error
+	if w.record, err = encodeTask(n); err != nil {
+		return write{}, invalid("store: task %s: encode: %v", n.ID, err)
+	}
+	for i := range entries {
+		b, err := encodeHistory(&entries[i])
+		if err != nil {
+			return write{}, invalid("store: task %s: encode history entry %d: %v", n.ID, i, err)
+		}
+		w.history = append(w.history, b)
+	}
+	return w, nil
+}
+
+// index is one of the indexes derived from a task: key gives the task's
+// entry (nil for none). The value is the task id when byID, else empty.
+type index struct {
+	bucket []byte
+	key    func(*store.Task) []byte
+	byID   bool
+}
+
+// indexes are the per-task indexes; the counters are kept by plan.
+var indexes = []index{
+	{bucketRefs, refKey, true},
+	{bucketTokens, tokenKey, true},
+	{bucketTimers, timerKey, false},
+	{bucketRunnable, runnableKey, false},
+	{bucketByNode, byNodeKey, false},
+	{bucketByStatus, byStatusKey, false},
+	{bucketFinished, finishedKey, false},
+}
+
+// keyOf returns t's key, nil when t is nil.
+func keyOf(t *store.Task, key func(*store.Task) []byte) []byte {
+	if t == nil {
+		return nil
+	}
+	return key(t)
+}
+
+// applyWrite writes the record, its history and the index entries that differ
+// between old and new.
+func applyWrite(tx *bbolt.Tx, w *write) error {
+	id := w.id()
+	if err := writeRecord(tx, w, id); err != nil {
+		return err
+	}
+	for _, ix := range indexes {
+		if err := moveEntry(tx.Bucket(ix.bucket), ix, w, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeRecord puts (or for a purge deletes) the task and its history.
+func writeRecord(tx *bbolt.Tx, w *write, id uuid.UUID) error {
+	tasks, history := tx.Bucket(bucketTasks), tx.Bucket(bucketHistory)
+	if w.new == nil {
+		if err := tasks.Delete(id[:]); err != nil {
+			return err
+		}
+		return deletePrefix(history, id[:])
+	}
+	if err := tasks.Put(id[:], w.record); err != nil {
+		return err
+	}
+	var base uint32
+	if w.old != nil {
+		base = w.old.HistoryLen
+	}
+	for i, h := range w.history {
+		if err := history.Put(historyKey(id, base+uint32(i)), h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// moveEntry replaces old's entry in ix by new's when they differ. An entry
+// that holds an id is deleted only while it still names this task.
+func moveEntry(b *bbolt.Bucket, ix index, w *write, id uuid.UUID) error {
+	ok, nk := keyOf(w.old, ix.key), keyOf(w.new, ix.key)
+	if bytes.Equal(ok, nk) {
+		return nil
+	}
+	if ok != nil && (!ix.byID || bytes.Equal(b.Get(ok), id[:])) {
+		if err := b.Delete(ok); err != nil {
+			return err
+		}
+	}
+	if nk == nil {
+		return nil
+	}
+	v := empty
+	if ix.byID {
+		v = id[:]
+	}
+	return b.Put(nk, v)
+}
+
+// addCounters adds deltas to the counters in b, deleting those that reach 0.
+func addCounters(b *bbolt.Bucket, deltas map[string]int64) error {
+	for k, d := range deltas {
+		if d == 0 {
+			continue
+		}
+		key := []byte(k)
+		v := getInt64(b.Get(key)) + d
+		var err error
+		if v == 0 {
+			err = b.Delete(key)
+		} else {
+			err = b.Put(key, putInt64(v))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deletePrefix deletes every key with prefix, collecting them first because
+// deleting under a cursor skips keys.
+func deletePrefix(b *bbolt.Bucket, prefix []byte) error {
+	var keys [][]byte
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadTask returns the stored task with id, or nil when there is none.
+func loadTask(tx *bbolt.Tx, id uuid.UUID) (*store.Task, error) {
+	v := tx.Bucket(bucketTasks).Get(id[:])
+	if v == nil {
+		return nil, nil
+	}
+	t, err := decodeTask(v)
+	if err != nil {
+		return nil, internal("store: task %s: decode: %v", id, err)
+	}
+	return t, nil
+}
+
+// loadIndexed returns the task an index entry's value names; a missing task
+// means the index is corrupt.
+func loadIndexed(tx *bbolt.Tx, index string, v []byte) (*store.Task, error) {
+	if len(v) != len(uuid.UUID{}) {
+		return nil, internal("store: %s index holds a malformed id (run Check)", index)
+	}
+	id := idAt(v)
+	t, err := loadTask(tx, id)
+	if err == nil && t == nil {
+		err = internal("store: %s index names missing task %s (run Check)", index, id)
+	}
+	return t, err
+}
+
+// invalid is the error of a change or argument that breaks the contract.
+func invalid(format string, args ...any) error {
+	return conveyor.Errorf(conveyor.EInvalid, format, args...)
+}
+
+// internal is the error of a store whose data disagrees with itself: a bug
+// or a damaged file.
+func internal(format string, args ...any) error {
+	return conveyor.Errorf(conveyor.EInternal, format, args...)
+}

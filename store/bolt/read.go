@@ -1,0 +1,351 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/conveyor-dev/conveyor/store"
+)
+
+// List page sizes.
+const (
+	defaultPage = 50
+	maxPage     = 1000
+)
+
+// view runs fn in a read-only transaction. fn must copy what it keeps: byte
+// slices from bbolt are only valid inside the transaction.
+func (db *DB) view(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if db.closed.Load() {
+		return store.ErrClosed
+	}
+	return viewErr(db.bolt.View(fn))
+}
+
+// Task returns the task with id, or store.ErrNotFound.
+func (db *DB) Task(ctx context.Context, id uuid.UUID) (*store.Task, error) {
+	var t *store.Task
+	err := db.view(ctx, func(tx *bbolt.Tx) error {
+		var err error
+		t, err = loadTask(tx, id)
+		if err == nil && t == nil {
+			err = store.ErrNotFound
+		}
+		return err
+	})
+	return t, err
+}
+
+// TaskByRef returns the task holding (process, ref), or store.ErrNotFound.
+func (db *DB) TaskByRef(ctx context.Context, process, ref string) (*store.Task, error) {
+	return db.taskBy(ctx, "refs", bucketRefs, join(process, ref), process != "" && ref != "")
+}
+
+// TaskByToken returns the task whose callback token is token, or
+// store.ErrNotFound.
+func (db *DB) TaskByToken(ctx context.Context, token string) (*store.Task, error) {
+	return db.taskBy(ctx, "tokens", bucketTokens, []byte(token), token != "")
+}
+
+// taskBy looks key up in an index whose values are task ids.
+func (db *DB) taskBy(ctx context.Context, index string, bucket, key []byte, ok bool) (*store.Task, error) {
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	var t *store.Task
+	err := db.view(ctx, func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucket).Get(key)
+		if v == nil {
+			return store.ErrNotFound
+		}
+		var err error
+		t, err = loadIndexed(tx, index, v)
+		return err
+	})
+	return t, err
+}
+
+// History returns the task's history in order, or store.ErrNotFound.
+func (db *DB) History(ctx context.Context, id uuid.UUID) ([]store.HistoryEntry, error) {
+	var hs []store.HistoryEntry
+	err := db.view(ctx, func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketTasks).Get(id[:]) == nil {
+			return store.ErrNotFound
+		}
+		var err error
+		hs, err = readHistory(tx, id)
+		return err
+	})
+	return hs, err
+}
+
+// readHistory decodes the history entries of id in order.
+func readHistory(tx *bbolt.Tx, id uuid.UUID) ([]store.HistoryEntry, error) {
+	var hs []store.HistoryEntry
+	c := tx.Bucket(bucketHistory).Cursor()
+	for k, v := c.Seek(id[:]); k != nil && bytes.HasPrefix(k, id[:]); k, v = c.Next() {
+		h, err := decodeHistory(v)
+		if err != nil {
+			return nil, internal("store: history of task %s: decode: %v", id, err)
+		}
+		hs = append(hs, h)
+	}
+	return hs, nil
+}
+
+// List returns a page of tasks matching f, newest first. It reads the
+// narrowest index the filter allows: the ref (Process and Ref), the node
+// (Process and Node), the status, or else every task. Limit defaults to 50
+// and is capped at 1000. A cursor that this DB did not return fails with a
+// conveyor.EInvalid error.
+func (db *DB) List(ctx context.Context, f store.Filter) (store.Page, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultPage
+	}
+	limit = min(limit, maxPage)
+	var after []byte
+	if f.Cursor != "" {
+		id, err := hex.DecodeString(f.Cursor)
+		if err != nil || len(id) != len(uuid.UUID{}) {
+			return store.Page{}, invalid("store: list: bad cursor %q", f.Cursor)
+		}
+		after = id
+	}
+	var page store.Page
+	err := db.view(ctx, func(tx *bbolt.Tx) error {
+		var err error
+		page, err = list(tx, f, after, limit)
+		return err
+	})
+	return page, err
+}
+
+// list fills a page of up to limit tasks older than the id after (nil: from
+// the newest), and looks one match further to know whether a next page exists.
+func list(tx *bbolt.Tx, f store.Filter, after []byte, limit int) (store.Page, error) {
+	var page store.Page
+	var err error
+	visit := func(t *store.Task) bool {
+		if !matches(t, f) {
+			return true
+		}
+		if len(page.Tasks) == limit {
+			page.Next = hex.EncodeToString(page.Tasks[limit-1].ID[:])
+			return false
+		}
+		page.Tasks = append(page.Tasks, t)
+		return true
+	}
+	if f.Process != "" && f.Ref != "" {
+		v := tx.Bucket(bucketRefs).Get(join(f.Process, f.Ref))
+		if v == nil || (after != nil && bytes.Compare(v, after) >= 0) {
+			return page, nil
+		}
+		t, err := loadIndexed(tx, "refs", v)
+		if err == nil {
+			visit(t)
+		}
+		return page, err
+	}
+	if f.Process != "" && f.Node != "" {
+		err = scanIndex(tx, bucketByNode, nodePrefix(f.Process, f.Node), after, visit)
+	} else if f.Status != "" {
+		err = scanIndex(tx, bucketByStatus, statusPrefix(f.Status), after, visit)
+	} else {
+		err = scanTasks(tx, after, visit)
+	}
+	return page, err
+}
+
+// matches reports whether t passes every field of f.
+func matches(t *store.Task, f store.Filter) bool {
+	switch {
+	case f.Process != "" && t.Process != f.Process,
+		f.Node != "" && t.Node != f.Node,
+		f.Status != "" && t.Status != f.Status,
+		f.Ref != "" && t.Ref != f.Ref,
+		f.ErrorCode != "" && (t.Error == nil || t.Error.Code != f.ErrorCode),
+		!f.EnteredBefore.IsZero() && !t.Entered.Before(f.EnteredBefore):
+		return false
+	}
+	return true
+}
+
+// scanIndex visits, newest first, the tasks of an index whose keys are prefix
+// + id, starting below prefix + after, until visit returns false.
+func scanIndex(tx *bbolt.Tx, bucket, prefix, after []byte, visit func(*store.Task) bool) error {
+	var err error
+	descend(tx.Bucket(bucket).Cursor(), prefix, after, func(k, _ []byte) bool {
+		var t *store.Task
+		if t, err = loadIndexed(tx, string(bucket), k[len(prefix):]); err != nil {
+			return false
+		}
+		return visit(t)
+	})
+	return err
+}
+
+// scanTasks visits every task, newest first, starting below after.
+func scanTasks(tx *bbolt.Tx, after []byte, visit func(*store.Task) bool) error {
+	var err error
+	descend(tx.Bucket(bucketTasks).Cursor(), nil, after, func(k, v []byte) bool {
+		var t *store.Task
+		if t, err = decodeTask(v); err != nil {
+			err = internal("store: task %x: decode: %v", k, err)
+			return false
+		}
+		return visit(t)
+	})
+	return err
+}
+
+// descend calls fn for the keys with prefix in descending order, starting
+// below prefix + after (or at the last key with prefix when after is nil),
+// until fn returns false.
+func descend(c *bbolt.Cursor, prefix, after []byte, fn func(k, v []byte) bool) {
+	start := upperBound(prefix)
+	if after != nil {
+		start = append(bytes.Clone(prefix), after...)
+	}
+	var k, v []byte
+	if start == nil {
+		k, v = c.Last()
+	} else if k, _ = c.Seek(start); k == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Prev()
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+		if !fn(k, v) {
+			return
+		}
+	}
+}
+
+// Counts returns the node counters of process (of every process for ""),
+// sorted by process and node. Now counts the tasks in a non-final status;
+// Total counts arrivals into a final status at the node, including tasks
+// since purged.
+func (db *DB) Counts(ctx context.Context, process string) ([]store.NodeCount, error) {
+	var prefix []byte
+	if process != "" {
+		prefix = append([]byte(process), 0)
+	}
+	byNode := map[[2]string]*store.NodeCount{}
+	at := func(process, node string) *store.NodeCount {
+		nc := byNode[[2]string{process, node}]
+		if nc == nil {
+			nc = &store.NodeCount{Process: process, Node: node, Now: map[store.Status]int64{}}
+			byNode[[2]string{process, node}] = nc
+		}
+		return nc
+	}
+	err := db.view(ctx, func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketCounts).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if p := split(k); len(p) == 3 {
+				at(p[0], p[1]).Now[store.Status(p[2])] = getInt64(v)
+			}
+		}
+		c = tx.Bucket(bucketTotals).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if p := split(k); len(p) == 2 {
+				at(p[0], p[1]).Total = getInt64(v)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	counts := make([]store.NodeCount, 0, len(byNode))
+	for _, nc := range byNode {
+		counts = append(counts, *nc)
+	}
+	sort.Slice(counts, func(i, j int) bool {
+		if counts[i].Process != counts[j].Process {
+			return counts[i].Process < counts[j].Process
+		}
+		return counts[i].Node < counts[j].Node
+	})
+	return counts, nil
+}
+
+// Due returns up to limit (default 100 for limit <= 0) timers due at or
+// before t, earliest first. Times are UTC, to the nanosecond.
+func (db *DB) Due(ctx context.Context, t time.Time, limit int) ([]store.Timer, error) {
+	if limit <= 0 {
+		limit = defaultLimit
+	}
+	until := nanos(t)
+	var due []store.Timer
+	err := db.view(ctx, func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketTimers).Cursor()
+		for k, _ := c.First(); k != nil && keyNanos(k) <= until && len(due) < limit; k, _ = c.Next() {
+			due = append(due, store.Timer{TaskID: idAt(k), At: keyTime(k)})
+		}
+		return nil
+	})
+	return due, err
+}
+
+// NextDue returns the earliest timer, or false when there is none.
+func (db *DB) NextDue(ctx context.Context) (time.Time, bool, error) {
+	var at time.Time
+	var ok bool
+	err := db.view(ctx, func(tx *bbolt.Tx) error {
+		if k, _ := tx.Bucket(bucketTimers).Cursor().First(); k != nil {
+			at, ok = keyTime(k), true
+		}
+		return nil
+	})
+	return at, ok, err
+}
+
+// Runnable returns up to limit (default 100 for limit <= 0) ids of active
+// tasks after the id after, in id order.
+func (db *DB) Runnable(ctx context.Context, after uuid.UUID, limit int) ([]uuid.UUID, error) {
+	if limit <= 0 {
+		limit = defaultLimit
+	}
+	var ids []uuid.UUID
+	err := db.view(ctx, func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketRunnable).Cursor()
+		k, _ := c.Seek(after[:])
+		if bytes.Equal(k, after[:]) {
+			k, _ = c.Next()
+		}
+		for ; k != nil && len(ids) < limit; k, _ = c.Next() {
+			ids = append(ids, idAt(k))
+		}
+		return nil
+	})
+	return ids, err
+}
+
+// Version returns a stored process version, or store.ErrNotFound.
+func (db *DB) Version(ctx context.Context, process, version string) (*store.Version, error) {
+	var v *store.Version
+	err := db.view(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketVersions).Get(join(process, version))
+		if b == nil {
+			return store.ErrNotFound
+		}
+		var err error
+		if v, err = decodeVersion(b); err != nil {
+			return internal("store: version %q of %q: decode: %v", version, process, err)
+		}
+		return nil
+	})
+	return v, err
+}

@@ -1,0 +1,215 @@
+package bolt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/conveyor-dev/conveyor/store"
+)
+
+// request is one write waiting for the writer.
+type request struct {
+	ctx context.Context
+	// size counts the request's changes against Options.MaxBatch.
+	size    int
+	prepare prepareFunc
+	// state decides, once, whether the writer takes the request or its
+	// caller abandons it (its ctx ended first).
+	state atomic.Int32
+	done  chan error // buffered: the writer never blocks on an answer
+}
+
+// prepareFunc validates a request against tx, which already holds the
+// requests before it in the batch, and writes nothing. It returns what writes
+// the request (nil when there is nothing to write), or the error that fails
+// this request alone. now is the commit time.
+//
+// A prepareFunc may run more than once for one request: when another request
+// of the batch fails to write, the batch is rolled back and run again without
+// it.
+type prepareFunc func(tx *bbolt.Tx, now time.Time) (apply func() error, err error)
+
+const (
+	pending int32 = iota
+	taken
+	abandoned
+)
+
+// errRetry rolls back a batch that must run again; errNoWrites rolls back a
+// batch in which every request failed or had nothing to write.
+var (
+	errRetry    = errors.New("retry the batch")
+	errNoWrites = errors.New("nothing to write")
+)
+
+// submit queues a write and waits for its answer. Once the writer has taken
+// the request, submit waits for it even when ctx ends, so the caller always
+// learns whether it was applied.
+func (db *DB) submit(ctx context.Context, size int, prepare prepareFunc) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	req := &request{ctx: ctx, size: size, prepare: prepare, done: make(chan error, 1)}
+	if err := db.enqueue(req); err != nil {
+		return err
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		if req.state.CompareAndSwap(pending, abandoned) {
+			return ctx.Err()
+		}
+		return <-req.done
+	}
+}
+
+// enqueue hands req to the writer unless the DB is closed.
+func (db *DB) enqueue(req *request) error {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	if db.closed.Load() {
+		return store.ErrClosed
+	}
+	select {
+	case db.reqs <- req:
+		return nil
+	case <-req.ctx.Done():
+		return req.ctx.Err()
+	}
+}
+
+// write is the writer goroutine. After Close it commits what is queued and
+// exits.
+func (db *DB) write() {
+	defer close(db.exited)
+	for {
+		select {
+		case req := <-db.reqs:
+			db.commit(db.collect(req))
+		case <-db.quit:
+			for {
+				select {
+				case req := <-db.reqs:
+					db.commit(db.collect(req))
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// collect returns first and the requests already queued behind it, until the
+// batch holds MaxBatch changes. It never waits.
+func (db *DB) collect(first *request) []*request {
+	batch := []*request{first}
+	for n := first.size; n < db.max; {
+		select {
+		case req := <-db.reqs:
+			batch = append(batch, req)
+			n += req.size
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// commit writes a batch in one transaction and answers its callers.
+func (db *DB) commit(batch []*request) {
+	batch = take(batch)
+	if len(batch) == 0 {
+		return
+	}
+	start := time.Now()
+	errs, err := db.run(batch)
+	if errors.Is(err, errNoWrites) {
+		err = nil
+	} else if err == nil && db.observe != nil {
+		db.observe(len(batch), time.Since(start))
+	}
+	if err != nil {
+		db.log.Error("group commit failed", "requests", len(batch), "err", err)
+		err = fmt.Errorf("store: commit: %w", err)
+	}
+	for i, req := range batch {
+		if err != nil {
+			req.done <- err
+		} else {
+			req.done <- errs[i]
+		}
+	}
+}
+
+// take keeps the requests whose callers still wait, and answers those whose
+// ctx ended before the writer reached them.
+func take(batch []*request) []*request {
+	live := batch[:0]
+	for _, req := range batch {
+		if !req.state.CompareAndSwap(pending, taken) {
+			continue
+		}
+		if err := req.ctx.Err(); err != nil {
+			req.done <- err
+			continue
+		}
+		live = append(live, req)
+	}
+	return live
+}
+
+// run applies batch in one transaction. errs holds each request's own
+// failure; err is the transaction's, and when it is set nothing was written.
+func (db *DB) run(batch []*request) (errs []error, err error) {
+	errs = make([]error, len(batch))
+	// broken holds the requests whose writes failed after they passed
+	// validation (a bug in a prepareFunc); they are left out of the next try.
+	broken := make([]error, len(batch))
+	for {
+		retry := false
+		err = db.update(func(tx *bbolt.Tx) error {
+			now, wrote := db.clock().Round(0), false
+			for i, req := range batch {
+				errs[i] = broken[i]
+				if errs[i] != nil {
+					continue
+				}
+				apply, err := req.prepare(tx, now)
+				if errs[i] = err; err != nil || apply == nil {
+					continue
+				}
+				if err := apply(); err != nil {
+					broken[i], retry = fmt.Errorf("store: write: %w", err), true
+					return errRetry
+				}
+				wrote = true
+			}
+			if !wrote {
+				return errNoWrites
+			}
+			return nil
+		})
+		if !retry {
+			return errs, err
+		}
+	}
+}
+
+// update runs fn in a read-write transaction and turns a panic into an
+// error, so that a bug fails one batch instead of hanging every caller.
+func (db *DB) update(fn func(*bbolt.Tx) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db.log.Error("panic in group commit", "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return db.bolt.Update(fn)
+}
