@@ -92,8 +92,9 @@ type Task struct {
 	Data []byte `json:"data"`
 	// Error describes why the task is escalated; nil otherwise.
 	Error *TaskError `json:"error,omitempty"`
-	// Token is the callback token while the task waits in a callback node, ""
-	// otherwise. The store indexes it for TaskByToken.
+	// Token is the task's callback token: random, unguessable, set when the
+	// task is created and kept for its life, so late callbacks still find it.
+	// The store indexes it for TaskByToken; tokens are unique.
 	Token string `json:"token,omitempty"`
 	// TimerAt is when the task's timer fires; zero means no timer. Every waiting
 	// and escalated task with a timeout has one, and so does a task whose
@@ -113,6 +114,11 @@ type Task struct {
 	// Marks remembers recently accepted callbacks so that a repeat is answered
 	// as a duplicate rather than moving the task twice. Bounded by the engine.
 	Marks []Mark `json:"marks,omitempty"`
+	// Early holds callbacks that arrived, verified, while the task was still
+	// making the call that precedes its callback node (a fast provider can call
+	// back before its reply is processed). They are applied when the task
+	// enters the callback node. Bounded by the engine.
+	Early []Early `json:"early,omitempty"`
 	// Created is when the task was submitted, Updated its last commit, Entered
 	// when it entered its current node, Finished when it reached a final status.
 	Created  time.Time `json:"created"`
@@ -130,6 +136,7 @@ func (t *Task) Clone() *Task {
 		c.Error = &e
 	}
 	c.Marks = append([]Mark(nil), t.Marks...)
+	c.Early = append([]Early(nil), t.Early...)
 	return &c
 }
 
@@ -149,6 +156,14 @@ type Mark struct {
 	Hash string    `json:"hash"`
 	Node string    `json:"node"`
 	At   time.Time `json:"at"`
+}
+
+// Early is a callback kept for a task until it waits for it.
+type Early struct {
+	ContentType string    `json:"content_type,omitempty"`
+	Body        []byte    `json:"body"`
+	Actor       string    `json:"actor,omitempty"`
+	At          time.Time `json:"at"`
 }
 
 // HistoryEntry is one line of a task's append-only history: a transition, or

@@ -1,0 +1,224 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/conveyor-dev/conveyor/nodes"
+	"github.com/conveyor-dev/conveyor/processes"
+	"github.com/conveyor-dev/conveyor/store"
+)
+
+// move takes the outcome of the task's current node: the FSM checks that the
+// outcome exists and names the target, then the task enters it. failure is
+// set when the outcome is an error.
+func (e *Engine) move(s *state, outcome, actor, detail string, failure *nodes.Failure) {
+	from := s.t.Node
+	to, err := s.def.Fire(from, outcome)
+	if err != nil {
+		// The flow compiled, so this is an engine bug or a stored version
+		// mismatch: park the task where operators can see it.
+		e.escalateHere(s, "engine_error", err.Error())
+		return
+	}
+	s.record(from, to, outcome, actor, "", detail)
+	e.enter(s, to, failure)
+}
+
+// enter puts the task into node name and sets what that node's class needs:
+// runnable, waiting with a timer, escalated, or finished.
+func (e *Engine) enter(s *state, name string, failure *nodes.Failure) {
+	n := s.def.Node(name)
+	prev := s.t.Node
+	s.t.Node, s.t.Entered, s.t.Attempt = name, s.now, 0
+	s.t.TimerAt, s.t.Timer = time.Time{}, ""
+	if failure != nil {
+		s.data[processes.FieldErrCode] = failure.Code
+		s.data[processes.FieldErrDescription] = failure.Description
+		s.data[processes.FieldFailedNode] = prev
+	}
+	switch n.Spec.Class() {
+	case processes.Instant, processes.Call:
+		s.t.Status = store.StatusActive
+	case processes.Final:
+		s.t.Steps = 0
+		s.t.Status = store.StatusSucceeded
+		if f, ok := n.Spec.(*nodes.Final); ok && f.Result() == nodes.ResultError {
+			s.t.Status = store.StatusFailed
+		}
+		s.t.Finished = s.now
+		s.t.Error = nil
+	case processes.Wait:
+		s.t.Steps = 0
+		s.t.Status = store.StatusWaiting
+		e.arm(s, n)
+	case processes.Park:
+		s.t.Steps = 0
+		s.t.Status = store.StatusEscalated
+		f := failure
+		if f == nil {
+			in, err := e.input(s, n)
+			d := nodes.Failure{Code: "escalated", Description: "routed to escalation from node " + prev}
+			if err == nil {
+				if esc, ok := n.Spec.(*nodes.Escalation); ok {
+					d = esc.Describe(in, prev)
+				}
+			}
+			f = &d
+			s.data[processes.FieldErrCode] = f.Code
+			s.data[processes.FieldErrDescription] = f.Description
+			s.data[processes.FieldFailedNode] = prev
+		}
+		s.t.Error = &store.TaskError{Code: f.Code, Description: f.Description, Node: prev}
+		e.arm(s, n)
+	}
+}
+
+// arm sets a waiting node's timer.
+func (e *Engine) arm(s *state, n *processes.Node) {
+	w, ok := n.Spec.(nodes.Waiter)
+	if !ok {
+		return
+	}
+	in, err := e.input(s, n)
+	var at time.Time
+	if err == nil {
+		at, err = w.Deadline(in)
+	}
+	if err != nil {
+		e.escalateHere(s, "timer_error", fmt.Sprintf("node %s: %v", n.Name, err))
+		return
+	}
+	if !at.IsZero() {
+		s.t.TimerAt, s.t.Timer = at, timerTimeout
+	}
+}
+
+// escalateHere parks the task in the first escalation node of its process (or
+// leaves it escalated where it is when there is none), with the failure.
+// It is the engine's own error path: loop guard, run-time expression errors,
+// size cap.
+func (e *Engine) escalateHere(s *state, code, desc string) {
+	failed := s.t.Node
+	for _, n := range s.def.Nodes {
+		if n.Kind == "escalation" {
+			s.record(failed, n.Name, "error", actorEngine, "", code+": "+desc)
+			e.enter(s, n.Name, &nodes.Failure{Code: code, Description: desc})
+			s.t.Error.Node = failed
+			s.data[processes.FieldFailedNode] = failed
+			return
+		}
+	}
+	s.record(failed, failed, "error", actorEngine, "", code+": "+desc)
+	s.t.Status = store.StatusEscalated
+	s.t.TimerAt, s.t.Timer = time.Time{}, ""
+	s.t.Error = &store.TaskError{Code: code, Description: desc, Node: failed}
+	s.data[processes.FieldErrCode], s.data[processes.FieldErrDescription], s.data[processes.FieldFailedNode] = code, desc, failed
+}
+
+// advance runs the task through instant nodes until it waits, finishes, or
+// owes an outbound call (then s.call is set).
+func (e *Engine) advance(s *state) {
+	for {
+		n := s.def.Node(s.t.Node)
+		if s.t.Status == store.StatusWaiting && n.Kind == "callback" && len(s.t.Early) > 0 {
+			e.consumeEarly(s, n)
+			continue
+		}
+		if s.t.Status != store.StatusActive {
+			if s.t.Status != store.StatusWaiting {
+				s.t.Early = nil // the callbacks kept no longer have a node to go to
+			}
+			return
+		}
+		switch n.Spec.Class() {
+		case processes.Call:
+			if s.t.Attempt == 0 {
+				s.t.Attempt = 1
+			}
+			if s.t.Timer != timerRetry {
+				s.call = true
+			}
+			return
+		case processes.Instant:
+			if s.t.Steps >= e.cfg.LoopLimit {
+				e.escalateHere(s, "loop_guard", fmt.Sprintf("passed %d nodes without waiting", s.t.Steps))
+				return
+			}
+			s.t.Steps++
+			e.step(s, n)
+		default:
+			return
+		}
+	}
+}
+
+// step runs one instant node.
+func (e *Engine) step(s *state, n *processes.Node) {
+	in, err := e.input(s, n)
+	if err != nil {
+		e.escalateHere(s, "data_error", err.Error())
+		return
+	}
+	res, err := n.Spec.(nodes.Instant).Run(in)
+	if err != nil {
+		e.escalateHere(s, "expression_error", fmt.Sprintf("node %s: %v", n.Name, err))
+		return
+	}
+	applyWrites(s.data, res.Writes)
+	e.move(s, res.Outcome, actorEngine, "", res.Failure)
+}
+
+func applyWrites(data map[string]any, ws []nodes.Write) {
+	for _, w := range ws {
+		nodes.SetPath(data, w.Path, w.Value)
+	}
+}
+
+// runTask gives a runnable task its next step: run instant nodes, or start
+// the outbound call it owes.
+func (e *Engine) runTask(id uuid.UUID) {
+	ctx := context.Background()
+	unlock := e.lock(id)
+	s, err := e.load(ctx, id)
+	if err != nil {
+		unlock()
+		e.log.Error("load runnable task", "task_id", id, "err", err)
+		return
+	}
+	if s.t.Status != store.StatusActive || (s.t.Timer == timerRetry && s.t.TimerAt.After(s.now)) {
+		unlock()
+		return
+	}
+	n := s.def.Node(s.t.Node)
+	if n.Spec.Class() == processes.Call && s.t.Attempt > 0 && s.t.Timer == "" {
+		unlock()
+		e.startCall(id) // a call decided before a restart: send it again, same key
+		return
+	}
+	e.advance(s)
+	err = e.commitOrLog(ctx, s)
+	unlock()
+	if err == nil {
+		e.after(s)
+	}
+}
+
+// commitOrLog commits, turning an oversize task into an escalation; a
+// revision conflict means someone else moved the task first, which is fine.
+func (e *Engine) commitOrLog(ctx context.Context, s *state) error {
+	err := e.commit(ctx, s)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, store.ErrConflict) {
+		e.log.Info("task moved concurrently; step dropped", "task_id", s.t.ID)
+		return err
+	}
+	e.log.Error("commit task", "task_id", s.t.ID, "node", s.t.Node, "err", err)
+	return err
+}
