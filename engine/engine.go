@@ -70,6 +70,9 @@ type Config struct {
 	TimerPoll time.Duration
 	// Metrics receives measurements; nil discards them.
 	Metrics Metrics
+	// OnCommit, when set, is called with a copy of every task the engine
+	// commits, after the commit. Tests wait on it instead of sleeping.
+	OnCommit func(t *store.Task)
 }
 
 // Engine runs tasks. Create it with New, then Start it.

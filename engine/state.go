@@ -38,12 +38,14 @@ const (
 // state is a task being moved: its record, its data decoded, its process
 // version, and the history this event adds.
 type state struct {
-	t    *store.Task
-	rev  uint64
-	def  *processes.Definition
-	data map[string]any
-	hist []store.HistoryEntry
-	now  time.Time
+	t *store.Task
+	// loaded is the task as it was read, nil for a new one.
+	loaded *store.Task
+	rev    uint64
+	def    *processes.Definition
+	data   map[string]any
+	hist   []store.HistoryEntry
+	now    time.Time
 	// call is set when the task must make an outbound call after the commit.
 	call bool
 }
@@ -66,7 +68,7 @@ func (e *Engine) stateOf(ctx context.Context, t *store.Task) (*state, error) {
 	if err != nil {
 		return nil, fmt.Errorf("task %s: stored data: %w", t.ID, err)
 	}
-	return &state{t: t, rev: t.Rev, def: def, data: data, now: e.clock.Now()}, nil
+	return &state{t: t, loaded: t.Clone(), rev: t.Rev, def: def, data: data, now: e.clock.Now()}, nil
 }
 
 func decodeData(b []byte) (map[string]any, error) {
@@ -94,14 +96,22 @@ func (s *state) record(from, to, event, actor, reason, detail string) {
 }
 
 // commit writes the state: data (checked against the size cap), record,
-// history. The store derives every index from it.
+// history. The store derives every index from it. An existing task whose new
+// data would pass the size cap is escalated with its previous data instead,
+// so it stays where an operator can act on it.
 func (e *Engine) commit(ctx context.Context, s *state) error {
 	data, err := json.Marshal(s.data)
 	if err != nil {
 		return fmt.Errorf("encode task data: %w", err)
 	}
-	if len(data) > e.cfg.MaxTaskSize && s.t.Status != store.StatusEscalated {
-		return conveyor.Errorf(conveyor.ETooLarge, "task data is %d bytes, over the %d byte limit", len(data), e.cfg.MaxTaskSize)
+	if len(data) > e.cfg.MaxTaskSize {
+		tooBig := conveyor.Errorf(conveyor.ETooLarge, "task data would be %d bytes, over the %d byte limit", len(data), e.cfg.MaxTaskSize)
+		if s.loaded == nil {
+			return tooBig
+		}
+		if data, err = e.rollbackTooLarge(s, tooBig.Message); err != nil {
+			return err
+		}
 	}
 	s.t.Data = data
 	s.t.Updated = s.now
@@ -120,7 +130,24 @@ func (e *Engine) commit(ctx context.Context, s *state) error {
 	}
 	s.rev = s.t.Rev
 	s.hist = nil
+	s.loaded = s.t.Clone()
+	if e.cfg.OnCommit != nil {
+		e.cfg.OnCommit(s.t.Clone())
+	}
 	return nil
+}
+
+// rollbackTooLarge drops what this event did and escalates the task as it
+// was loaded.
+func (e *Engine) rollbackTooLarge(s *state, msg string) ([]byte, error) {
+	s.t = s.loaded.Clone()
+	data, err := decodeData(s.t.Data)
+	if err != nil {
+		return nil, err
+	}
+	s.data, s.hist, s.call = data, nil, false
+	e.escalateHere(s, "task_too_large", msg)
+	return json.Marshal(s.data)
 }
 
 // after does what a commit decided: start the call it owes, wake the timer
