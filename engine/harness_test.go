@@ -43,7 +43,7 @@ type seen struct {
 	Body   map[string]any
 }
 
-func newProvider(t *testing.T) *provider {
+func newProvider(t testing.TB) *provider {
 	p := &provider{}
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
 	t.Cleanup(p.srv.Close)
@@ -87,7 +87,7 @@ func (p *provider) seen() []seen {
 
 // bundle is what each engine test works with.
 type bundle struct {
-	t        *testing.T
+	t        testing.TB
 	eng      *engine.Engine
 	st       *bolt.DB
 	clock    *engine.FakeClock
@@ -99,7 +99,7 @@ type bundle struct {
 
 type option func(*engine.Config)
 
-func setup(t *testing.T, opts ...option) *bundle {
+func setup(t testing.TB, opts ...option) *bundle {
 	t.Helper()
 	b := &bundle{t: t, clock: engine.NewFakeClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)),
 		provider: newProvider(t), path: filepath.Join(t.TempDir(), "conveyor.db"), notify: make(chan struct{}, 1)}
@@ -171,7 +171,7 @@ func (b *bundle) submit(process, ref, data string) *engine.TaskView {
 	return v
 }
 
-func decode(t *testing.T, s string) map[string]any {
+func decode(t testing.TB, s string) map[string]any {
 	t.Helper()
 	d := json.NewDecoder(strings.NewReader(s))
 	d.UseNumber()
@@ -251,3 +251,7 @@ func (b *bundle) token(id uuid.UUID) string {
 	}
 	return task.Token
 }
+
+func setupB(b *testing.B, opts ...option) *bundle { return setup(b, opts...) }
+
+func decodeB(b *testing.B, s string) map[string]any { return decode(b, s) }
