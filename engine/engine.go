@@ -68,6 +68,12 @@ type Config struct {
 	// TimerPoll is the longest the timer service sleeps without looking
 	// (default 1s).
 	TimerPoll time.Duration
+	// Retention is how long finished tasks (and their refs and history) are
+	// kept before the purge service deletes them (default 30 days). A retried
+	// submit with the same ref returns the finished task while it is kept.
+	Retention time.Duration
+	// PurgeInterval is how often the purge service runs (default 1 minute).
+	PurgeInterval time.Duration
 	// Metrics receives measurements; nil discards them.
 	Metrics Metrics
 	// OnCommit, when set, is called with a copy of every task the engine
@@ -124,6 +130,12 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	cfg.TimerBatch = orDefault(cfg.TimerBatch, 256)
 	if cfg.TimerPoll <= 0 {
 		cfg.TimerPoll = time.Second
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = 30 * 24 * time.Hour
+	}
+	if cfg.PurgeInterval <= 0 {
+		cfg.PurgeInterval = time.Minute
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = nopMetrics{}
@@ -183,6 +195,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.wg.Go(e.worker)
 	}
 	e.wg.Go(e.timers)
+	e.wg.Go(e.purger)
 	return e.recover(ctx)
 }
 

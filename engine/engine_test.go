@@ -516,3 +516,28 @@ func TestEngine_operator(t *testing.T) {
 		b.waitIn(v.ID, "wait", store.StatusCanceled)
 	})
 }
+
+func TestEngine_Purge(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *engine.Config) { c.Retention, c.PurgeInterval = 24*time.Hour, 1000*time.Hour })
+	done := b.submit("internal", "keep-ref", `{"rounds": 1}`)
+	b.clock.Advance(23 * time.Hour)
+	if n, err := b.eng.Purge(context.Background()); err != nil || n != 0 {
+		t.Fatalf("purge before retention: %d, %v", n, err)
+	}
+	again, created, err := b.eng.Submit(context.Background(), engine.SubmitRequest{Process: "internal", Ref: "keep-ref", Data: decode(t, `{"rounds": 1}`)})
+	if err != nil || created || again.ID != done.ID {
+		t.Fatalf("while retained, the same submit returns the finished task: %v %v %v", again, created, err)
+	}
+	b.clock.Advance(2 * time.Hour)
+	if n, err := b.eng.Purge(context.Background()); err != nil || n != 1 {
+		t.Fatalf("purge after retention: %d, %v", n, err)
+	}
+	if _, err := b.eng.Task(context.Background(), done.ID); conveyor.ErrorCode(err) != conveyor.ENotFound {
+		t.Errorf("purged task still readable: %v", err)
+	}
+	fresh := b.submit("internal", "keep-ref", `{"rounds": 1}`)
+	if fresh.ID == done.ID {
+		t.Errorf("the ref was not freed by the purge")
+	}
+}
