@@ -60,6 +60,11 @@ type CallbackResult struct {
 // (a bad signature), schema or guard is refused with an error
 // (unauthorized, invalid) and changes nothing.
 func (e *Engine) Callback(ctx context.Context, req CallbackRequest) (CallbackResult, error) {
+	release, err := e.admitOne()
+	if err != nil {
+		return CallbackResult{}, err
+	}
+	defer release()
 	res, err := e.callback(ctx, req)
 	switch {
 	case err != nil:

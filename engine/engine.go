@@ -62,6 +62,10 @@ type Config struct {
 	LoopLimit int
 	// MaxTaskSize caps a task's encoded data in bytes (default 128 KiB).
 	MaxTaskSize int
+	// MaxInflight bounds the submits and callbacks handled at once (default
+	// 4096); beyond it they are refused with "too_many" (HTTP 429) instead of
+	// queueing without bound.
+	MaxInflight int
 	// TimerBatch is how many due timers are fired per round (default 256);
 	// catch-up after downtime proceeds in such rounds.
 	TimerBatch int
@@ -98,6 +102,7 @@ type Engine struct {
 	locks   [256]sync.Mutex
 	work    chan uuid.UUID
 	calls   chan struct{}
+	admit   chan struct{}
 	wake    chan struct{}
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -128,6 +133,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	cfg.LoopLimit = orDefault(cfg.LoopLimit, 100)
 	cfg.MaxTaskSize = orDefault(cfg.MaxTaskSize, 128<<10)
 	cfg.TimerBatch = orDefault(cfg.TimerBatch, 256)
+	cfg.MaxInflight = orDefault(cfg.MaxInflight, 4096)
 	if cfg.TimerPoll <= 0 {
 		cfg.TimerPoll = time.Second
 	}
@@ -142,7 +148,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, st: cfg.Store, clock: cfg.Clock, log: cfg.Logger, seal: s, client: cfg.HTTPClient,
 		m: cfg.Metrics, current: map[string]*processes.Definition{}, versions: map[string]*processes.Definition{},
-		work: make(chan uuid.UUID, 4096), calls: make(chan struct{}, cfg.MaxCalls),
+		work: make(chan uuid.UUID, 4096), calls: make(chan struct{}, cfg.MaxCalls), admit: make(chan struct{}, cfg.MaxInflight),
 		wake: make(chan struct{}, 1), stop: make(chan struct{})}
 	for _, d := range cfg.Definitions {
 		for _, name := range d.EnvRefs {
@@ -329,4 +335,15 @@ func notFound(err error, format string, args ...any) error {
 		return conveyor.Errorf(conveyor.ENotFound, format, args...)
 	}
 	return err
+}
+
+// admitOne admits one submit or callback, or refuses it when MaxInflight are
+// already being handled: load is shed, never queued without bound.
+func (e *Engine) admitOne() (release func(), err error) {
+	select {
+	case e.admit <- struct{}{}:
+		return func() { <-e.admit }, nil
+	default:
+		return nil, conveyor.Errorf(conveyor.ETooMany, "the engine is at capacity (%d requests in progress); retry shortly", e.cfg.MaxInflight)
+	}
 }

@@ -5,8 +5,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	conveyor "github.com/conveyor-dev/conveyor"
 	"github.com/conveyor-dev/conveyor/engine"
@@ -540,4 +543,82 @@ func TestEngine_Purge(t *testing.T) {
 	if fresh.ID == done.ID {
 		t.Errorf("the ref was not freed by the purge")
 	}
+}
+
+// recorder is a Metrics that keeps what it is told.
+type recorder struct {
+	mu        sync.Mutex
+	lags      []time.Duration
+	callbacks map[string]int
+	calls     map[string]int
+}
+
+func (r *recorder) Transition(string, string, string, string) {}
+func (r *recorder) Commit(time.Duration, error)               {}
+func (r *recorder) Call(_, node, outcome string, _ time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls[node+" "+outcome]++
+}
+func (r *recorder) Callback(result string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.callbacks[result]++
+}
+func (r *recorder) TimerLag(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lags = append(r.lags, d)
+}
+
+func TestEngine_timerCatchUp(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{callbacks: map[string]int{}, calls: map[string]int{}}
+	b := setup(t, func(c *engine.Config) { c.TimerBatch, c.TimerPoll, c.Metrics = 16, 10*time.Millisecond, rec })
+	b.provider.script(answer{status: 200, body: `{"status":"done"}`})
+	const n = 100
+	var ids []uuid.UUID
+	for range n {
+		v := b.submit("payment", "", paymentData)
+		ids = append(ids, v.ID)
+	}
+	for _, id := range ids {
+		b.waitIn(id, "settle", store.StatusWaiting)
+	}
+	b.stop() // downtime: every delay falls due while nobody runs
+	b.clock.Advance(time.Hour)
+	b.start()
+	for _, id := range ids {
+		b.waitIn(id, "done", store.StatusSucceeded) // the timer service catches up by itself, 16 at a time
+	}
+	fresh := b.submit("internal", "", `{"rounds": 2}`)
+	if fresh.Status != store.StatusSucceeded {
+		t.Errorf("new work during catch-up: %s", fresh.Status)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.lags) != n {
+		t.Fatalf("timer lag observed %d times, want %d", len(rec.lags), n)
+	}
+	for _, l := range rec.lags {
+		if l < 59*time.Minute || l > time.Hour {
+			t.Errorf("lag %v, want about the downtime (1h minus the 30s delay)", l)
+			break
+		}
+	}
+	if rec.calls["charge ok"] != n {
+		t.Errorf("calls observed %v", rec.calls)
+	}
+}
+
+func TestEngine_Submit_storeDown(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_ = b.st.Close() // as if the disk went away under the engine
+	_, _, err := b.eng.Submit(context.Background(), engine.SubmitRequest{Process: "internal", Data: decode(t, `{"rounds": 1}`)})
+	if conveyor.ErrorCode(err) != conveyor.EUnavailable || strings.Contains(conveyor.ErrorMessage(err), "bolt") {
+		t.Fatalf("err %v (%s), want unavailable with a message for callers", err, conveyor.ErrorMessage(err))
+	}
+	b.eng.Stop()
+	b.eng = nil // already closed: skip the consistency check of a closed file
 }

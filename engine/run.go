@@ -195,7 +195,11 @@ func (e *Engine) runTask(id uuid.UUID) {
 		return
 	}
 	n := s.def.Node(s.t.Node)
-	if n.Spec.Class() == processes.Call && s.t.Attempt > 0 && s.t.Timer == "" {
+	if n.Spec.Class() == processes.Call && s.t.Timer == timerRetry {
+		unlock() // a retry whose timer is due: the timer service fires it
+		return
+	}
+	if n.Spec.Class() == processes.Call && s.t.Attempt > 0 {
 		unlock()
 		e.startCall(id) // a call decided before a restart: send it again, same key
 		return

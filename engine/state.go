@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"strconv"
@@ -121,7 +122,7 @@ func (e *Engine) commit(ctx context.Context, s *state) error {
 	e.m.Commit(time.Since(start), err)
 	if err != nil {
 		s.t.HistoryLen -= uint32(len(s.hist))
-		return err
+		return storeError(err)
 	}
 	for _, h := range s.hist {
 		if h.From != h.To || h.Event == "submit" {
@@ -247,4 +248,19 @@ func jitter() float64 {
 		return 0.5
 	}
 	return float64(n.Int64()) / float64(1<<53)
+}
+
+// storeError keeps the store's answers about the task (conflict, ref taken,
+// invalid change) and turns everything else — a full disk, a read-only file,
+// a closed store — into "unavailable": the work was not accepted and may be
+// retried later.
+func storeError(err error) error {
+	var taken *store.RefTakenError
+	var ce *conveyor.Error
+	switch {
+	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrExists), errors.Is(err, store.ErrNotFound),
+		errors.As(err, &taken), errors.As(err, &ce), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	return &conveyor.Error{Code: conveyor.EUnavailable, Message: "the store cannot take writes now; nothing was changed", Err: err}
 }

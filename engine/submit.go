@@ -33,6 +33,11 @@ type SubmitRequest struct {
 // wait or outbound call, all in one commit. It returns the task and whether
 // it was created (false: an earlier submit with the same ref and data).
 func (e *Engine) Submit(ctx context.Context, req SubmitRequest) (*TaskView, bool, error) {
+	release, err := e.admitOne()
+	if err != nil {
+		return nil, false, err
+	}
+	defer release()
 	def, ok := e.Definition(req.Process)
 	if !ok {
 		return nil, false, conveyor.Errorf(conveyor.ENotFound, "process %q does not exist", req.Process)
