@@ -29,6 +29,9 @@ var commands = []struct {
 }{
 	{"validate", "check flow files and print every problem as file:line:col", func(o, e io.Writer) command { return &validateCommand{stdout: o, stderr: e} }},
 	{"graph", "print a flow as a Mermaid or DOT graph", func(o, e io.Writer) command { return &graphCommand{stdout: o, stderr: e} }},
+	{"serve", "run the service: the HTTP API over the engine (--sandbox mounts the LiqPay simulator)", func(o, e io.Writer) command { return &serveCommand{stdout: o, stderr: e} }},
+	{"task", "submit, show, list, retry, move, cancel and edit tasks on a server", func(o, e io.Writer) command { return &taskCommand{stdout: o, stderr: e} }},
+	{"sandbox", "run a payment provider simulator alone (liqpay)", func(o, e io.Writer) command { return &sandboxCommand{stdout: o, stderr: e} }},
 }
 
 func main() {

@@ -1,0 +1,173 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/conveyor-dev/conveyor/engine"
+)
+
+// Metric names, the contract with dashboards and alerts.
+const (
+	MetricTasks          = "conveyor_tasks"
+	MetricTasksArrived   = "conveyor_tasks_arrived_total"
+	MetricTransitions    = "conveyor_transitions_total"
+	MetricCallDuration   = "conveyor_api_call_duration_seconds"
+	MetricCallbacks      = "conveyor_callbacks_total"
+	MetricTimerLag       = "conveyor_timer_lag_seconds"
+	MetricCommitDuration = "conveyor_store_commit_duration_seconds"
+	MetricCommitErrors   = "conveyor_store_commit_errors_total"
+	MetricHTTPRequests   = "conveyor_http_requests_total"
+	MetricHTTPDuration   = "conveyor_http_request_duration_seconds"
+)
+
+// countsTimeout bounds the store read of a scrape.
+const countsTimeout = 5 * time.Second
+
+// Metrics implements engine.Metrics with Prometheus collectors. Create it
+// with NewMetrics on the registry that Config.Registry names, and pass it to
+// engine.Config.Metrics.
+type Metrics struct {
+	transitions  *prometheus.CounterVec
+	calls        *prometheus.HistogramVec
+	callbacks    *prometheus.CounterVec
+	timerLag     prometheus.Histogram
+	commits      prometheus.Histogram
+	commitErrors prometheus.Counter
+}
+
+var _ engine.Metrics = (*Metrics)(nil)
+
+// NewMetrics creates the engine's collectors and registers them with reg.
+// Registering twice on one registry reuses the collectors already there.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	return &Metrics{
+		transitions: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricTransitions, Help: "Moves of tasks from node to node, by process, source and target node and event.",
+		}, []string{"process", "from", "to", "event"})),
+		calls: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: MetricCallDuration, Help: "Latency of outbound API call attempts, by process, node and outcome (ok, 5xx, timeout, ...).",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"process", "node", "outcome"})),
+		callbacks: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricCallbacks, Help: "Callback answers: accepted, duplicate, not_waiting, unknown, refused.",
+		}, []string{"result"})),
+		timerLag: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: MetricTimerLag, Help: "How late timers fired: fire time minus due time.",
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900},
+		})),
+		commits: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: MetricCommitDuration, Help: "Latency of the engine's store commits, fsync included.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		})),
+		commitErrors: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: MetricCommitErrors, Help: "Store commits that failed.",
+		})),
+	}
+}
+
+// Transition implements engine.Metrics.
+func (m *Metrics) Transition(process, from, to, event string) {
+	m.transitions.WithLabelValues(process, from, to, event).Inc()
+}
+
+// Call implements engine.Metrics.
+func (m *Metrics) Call(process, node, outcome string, d time.Duration) {
+	m.calls.WithLabelValues(process, node, outcome).Observe(d.Seconds())
+}
+
+// Callback implements engine.Metrics.
+func (m *Metrics) Callback(result string) { m.callbacks.WithLabelValues(result).Inc() }
+
+// TimerLag implements engine.Metrics.
+func (m *Metrics) TimerLag(d time.Duration) { m.timerLag.Observe(max(d, 0).Seconds()) }
+
+// Commit implements engine.Metrics.
+func (m *Metrics) Commit(d time.Duration, err error) {
+	m.commits.Observe(d.Seconds())
+	if err != nil {
+		m.commitErrors.Inc()
+	}
+}
+
+// httpMetrics counts the API's requests by route pattern and status.
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+	return &httpMetrics{
+		requests: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricHTTPRequests, Help: "HTTP requests by route pattern and status.",
+		}, []string{"route", "status"})),
+		duration: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: MetricHTTPDuration, Help: "HTTP request latency by route pattern.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route"})),
+	}
+}
+
+func (m *httpMetrics) observe(route string, status int, d time.Duration) {
+	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// taskCollector exports the engine's node counters at scrape time, so the
+// gauges are as exact as the store and cost nothing between scrapes.
+type taskCollector struct {
+	eng *engine.Engine
+}
+
+var (
+	descTasks = prometheus.NewDesc(MetricTasks,
+		"Tasks standing in a node now, by status (read from the store at scrape time).",
+		[]string{"process", "node", "status"}, nil)
+	descTasksArrived = prometheus.NewDesc(MetricTasksArrived,
+		"Tasks that ever arrived in a final node (survives purges).",
+		[]string{"process", "node"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c *taskCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descTasks
+	ch <- descTasksArrived
+}
+
+// Collect implements prometheus.Collector.
+func (c *taskCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), countsTimeout)
+	defer cancel()
+	counts, err := c.eng.Counts(ctx, "")
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descTasks, err)
+		return
+	}
+	for _, nc := range counts {
+		for status, n := range nc.Now {
+			ch <- prometheus.MustNewConstMetric(descTasks, prometheus.GaugeValue, float64(n), nc.Process, nc.Node, string(status))
+		}
+		if nc.Total > 0 {
+			ch <- prometheus.MustNewConstMetric(descTasksArrived, prometheus.CounterValue, float64(nc.Total), nc.Process, nc.Node)
+		}
+	}
+}
+
+// register registers c with reg, or returns the equal collector already
+// registered.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err)
+	}
+	return c
+}
