@@ -159,6 +159,13 @@ func (e *Engine) lateCallback(ctx context.Context, s *state, req CallbackRequest
 		}
 		return result(CallbackAccepted, s.t), nil
 	}
+	// A provider retrying the same late callback is answered the same way but
+	// recorded once.
+	late := "late:" + markHash(s.t.Node, req.Body)
+	if hasMark(s.t, late) {
+		return result(CallbackNotWaiting, s.t), nil
+	}
+	addMark(s.t, store.Mark{Hash: late, Node: s.t.Node, At: s.now})
 	s.record(s.t.Node, s.t.Node, "late_callback", actorOr(req.Actor, actorCallback), "",
 		fmt.Sprintf("callback arrived while the task is %s in node %s", s.t.Status, s.t.Node))
 	if err := e.commit(ctx, s); err != nil {
@@ -178,8 +185,8 @@ func (e *Engine) callbackNodeFor(s *state) *processes.Node {
 			}
 		}
 	}
-	if k := len(s.t.Marks); k > 0 {
-		if n := s.def.Node(s.t.Marks[k-1].Node); n != nil {
+	for i := len(s.t.Marks) - 1; i >= 0; i-- {
+		if n := s.def.Node(s.t.Marks[i].Node); n != nil && n.Kind == "callback" {
 			return n
 		}
 	}

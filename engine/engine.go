@@ -156,6 +156,11 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 				return nil, fmt.Errorf("engine: process %s reads env.%s, which is not configured", d.Name, name)
 			}
 		}
+		for _, name := range d.Secrets {
+			if cfg.Secrets[name] == "" {
+				return nil, fmt.Errorf("engine: process %s needs the secret %s, which is not configured", d.Name, name)
+			}
+		}
 		e.current[d.Name] = d
 		e.versions[d.Name+"@"+d.Version] = d
 		err := e.st.PutVersion(ctx, store.Version{Process: d.Name, Version: d.Version, File: d.File, Source: d.Source, Loaded: e.clock.Now()})

@@ -622,3 +622,37 @@ func TestEngine_Submit_storeDown(t *testing.T) {
 	b.eng.Stop()
 	b.eng = nil // already closed: skip the consistency check of a closed file
 }
+
+func TestEngine_Callback_lateRepeats(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	v := b.submit("payment", "", paymentData)
+	b.waitIn(v.ID, "wait", store.StatusWaiting)
+	token := b.token(v.ID)
+	b.advance(time.Minute)
+	b.waitIn(v.ID, "escalation", store.StatusEscalated)
+	for range 3 { // a provider retrying its late callback
+		res, err := b.callback(token, `{"status": "ok"}`)
+		if err != nil || res.Result != engine.CallbackNotWaiting {
+			t.Fatalf("late callback: %+v %v", res, err)
+		}
+	}
+	if got := events(b.history(v.ID)); got != "submit next timeout late_callback" {
+		t.Errorf("history %q: a repeated late callback is recorded once", got)
+	}
+}
+
+func TestEngine_New_missingConfig(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cfg := b.cfg
+	cfg.Secrets = nil
+	if _, err := engine.New(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "secret api_key") {
+		t.Errorf("missing secret: %v", err)
+	}
+	cfg = b.cfg
+	cfg.Env = nil
+	if _, err := engine.New(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "env.PROVIDER_URL") {
+		t.Errorf("missing env: %v", err)
+	}
+}

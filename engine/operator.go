@@ -76,7 +76,7 @@ func (e *Engine) Edit(ctx context.Context, id uuid.UUID, patch map[string]any, a
 			}
 		}
 		if err := s.def.Input.ValidateKnown(set); err != nil {
-			return conveyor.Errorf(conveyor.EInvalid, "%v", err)
+			return &conveyor.Error{Code: conveyor.EInvalid, Message: err.Error(), Err: err}
 		}
 		keys := make([]string, 0, len(patch))
 		for k, v := range patch {

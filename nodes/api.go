@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -97,7 +98,7 @@ type apiConfig struct {
 		URL     string            `yaml:"url"`
 		Query   map[string]string `yaml:"query"`
 		Headers map[string]string `yaml:"headers"`
-		Codec   any               `yaml:"codec"`
+		Codec   codecField        `yaml:"codec"`
 		Body    any               `yaml:"body"`
 	} `yaml:"request"`
 	Timeout string `yaml:"timeout"`
@@ -130,8 +131,9 @@ const DefaultAPITimeout = 30 * time.Second
 var (
 	methods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
 	// urlBaseRE: a URL must start with its scheme and host written in the flow,
-	// or with one configuration variable; never with task data.
-	urlBaseRE   = regexp.MustCompile(`^(https?://[^/{?#]+|\{\{\s*env\.[A-Za-z_][A-Za-z0-9_]*\s*\}\})`)
+	// or with one configuration variable, followed by the path, query or
+	// nothing; never with task data, not even a part of the host.
+	urlBaseRE   = regexp.MustCompile(`^(https?://[^/{?#]+|\{\{\s*env\.[A-Za-z_][A-Za-z0-9_]*\s*\}\})([/?#]|$)`)
 	retryable   = []string{ClassNetwork, ClassTimeout, Class5xx, Class429}
 	headerRE    = regexp.MustCompile(`^[A-Za-z0-9-]+$`)
 	reservedHdr = []string{"Idempotency-Key", "Content-Type", "Content-Length", "Host"}
@@ -140,8 +142,8 @@ var (
 type apiKind struct{}
 
 func (apiKind) Writes(c *processes.NodeContext) []string {
-	if n := c.Raw("save_as"); n != nil {
-		return []string{n.Value}
+	if n := c.Raw("save_as"); n != nil && pathRE.MatchString(n.Value) {
+		return []string{splitPath(n.Value)[0]}
 	}
 	return nil
 }
@@ -158,12 +160,12 @@ func (apiKind) Compile(c *processes.NodeContext) processes.Spec {
 	if !slices.Contains(methods, a.method) {
 		c.Errorf("request.method", "unknown method %q (want one of %s)", cfg.Request.Method, strings.Join(methods, ", "))
 	}
-	switch {
-	case cfg.Request.URL == "":
-		c.Errorf("request", "missing request.url")
-	case !urlBaseRE.MatchString(cfg.Request.URL):
-		c.Errorf("request.url", "the URL must begin with its scheme and host (https://host/...) or with {{ env.NAME }}: a URL's host never comes from task data")
-	default:
+	if cfg.Request.URL == "" {
+		c.Errorf("", "missing request.url")
+	} else {
+		if !urlBaseRE.MatchString(cfg.Request.URL) {
+			c.Errorf("request.url", "the URL must begin with its scheme and host (https://host/...) or with {{ env.NAME }}: a URL's host never comes from task data")
+		}
 		a.url = c.Template("request.url", cfg.Request.URL, processes.UseURL)
 	}
 	a.query = c.Value("request.query", processes.UseURL)
@@ -175,7 +177,10 @@ func (apiKind) Compile(c *processes.NodeContext) processes.Spec {
 		a.headers = append(a.headers, header{name: k, tmpl: c.Template("request.headers."+k, cfg.Request.Headers[k], processes.UseHeader)})
 	}
 	a.body = c.Value("request.body", processes.UseBody)
-	a.compileCodec(c)
+	if a.body != nil && a.method == http.MethodGet {
+		c.Errorf("request.body", "a GET request has no body: send the fields in query")
+	}
+	a.codec = compileCodec(c, "request.codec", CodecConfig(cfg.Request.Codec), "signs requests")
 	a.timeout = DefaultAPITimeout
 	if cfg.Timeout != "" {
 		a.timeout = c.Duration("timeout", cfg.Timeout)
@@ -186,12 +191,20 @@ func (apiKind) Compile(c *processes.NodeContext) processes.Spec {
 	}
 	requireTarget(c, "next", cfg.Next)
 	a.edges = edge(c, nil, OutNext, "next", cfg.Next)
+	seen := map[string]bool{}
 	for i, cs := range cfg.Cases {
 		path := fmt.Sprintf("cases[%d]", i)
 		name := cs.Name
 		if name == "" {
 			name = fmt.Sprintf("case%d", i+1)
 		}
+		switch {
+		case name == OutNext || name == OutError:
+			c.Errorf(path+".name", "case name %q is reserved: it is an outcome of every api node", name)
+		case seen[name]:
+			c.Errorf(path+".name", "case name %q is used twice", name)
+		}
+		seen[name] = true
 		k := apiCase{name: name, next: cs.Next}
 		if cs.When == "" {
 			c.Errorf(path, "case %s: missing when", name)
@@ -223,40 +236,12 @@ func (apiKind) Compile(c *processes.NodeContext) processes.Spec {
 	return a
 }
 
-func (a *API) compileCodec(c *processes.NodeContext) {
-	a.codec = CodecConfig{Name: CodecJSON}
-	n := c.Raw("request.codec")
-	if n == nil {
-		return
-	}
-	if n.Value != "" {
-		a.codec.Name = n.Value
-	} else if err := n.Load(&a.codec); err != nil {
-		c.Errorf("request.codec", "codec must be a name or {name, public_key, private_key}")
-		return
-	}
-	switch a.codec.Name {
-	case CodecJSON, CodecForm:
-	case CodecLiqPay:
-		if a.codec.PrivateKey == "" {
-			c.Errorf("request.codec", "the liqpay codec needs private_key: the secret that signs requests")
-		} else {
-			c.Secret("request.codec.private_key", a.codec.PrivateKey)
-		}
-		if a.codec.PublicKey != "" {
-			c.Secret("request.codec.public_key", a.codec.PublicKey)
-		}
-	default:
-		c.Errorf("request.codec", "%s", codecError(a.codec.Name))
-	}
-}
-
 func (a *API) compileRetry(c *processes.NodeContext, cfg apiConfig) {
 	r := cfg.Retry
 	a.retry = RetryPolicy{Attempts: max(r.Attempts, 1), Backoff: r.Backoff, Jitter: r.Jitter, On: r.On,
 		Initial: time.Second, Max: time.Minute}
-	if r.Attempts < 0 {
-		c.Errorf("retry.attempts", "attempts must be at least 1")
+	if r.Attempts < 1 && c.Has("retry.attempts") {
+		c.Errorf("retry.attempts", "attempts must be at least 1 (the first attempt counts)")
 	}
 	if a.retry.Backoff == "" {
 		a.retry.Backoff = "exponential"
@@ -516,11 +501,9 @@ func (a *API) reply(in *Input, rep Reply) Result {
 		return Result{Outcome: OutError, Writes: writes, Failure: &Failure{Code: fmt.Sprintf("http_%d", rep.Status), Description: fmt.Sprintf("provider answered HTTP %d", rep.Status)}}
 	}
 	env := make(processes.Env, len(in.Env)+2)
-	for k, v := range in.Env {
-		env[k] = v
-	}
+	maps.Copy(env, in.Env)
 	if a.saveAs != "" {
-		setPath(env, splitPath(a.saveAs), body)
+		env = withValue(in.Env, splitPath(a.saveAs), exprValue(body))
 	}
 	env[processes.RootHTTP] = map[string]any{"status": rep.Status, "headers": flatHeaders(rep.Header)}
 	for _, cs := range a.cases {
@@ -584,6 +567,27 @@ func (p RetryPolicy) delay(attempt int, rnd func() float64) time.Duration {
 		d = time.Duration(rnd() * float64(d))
 	}
 	return d
+}
+
+// withValue returns a copy of env with v at path. The objects on the path
+// are copied too, so the task's data the caller handed in never changes.
+func withValue(env processes.Env, path []string, v any) processes.Env {
+	out := maps.Clone(env)
+	if out == nil {
+		out = processes.Env{}
+	}
+	cur := map[string]any(out)
+	for _, p := range path[:len(path)-1] {
+		next, _ := cur[p].(map[string]any)
+		next = maps.Clone(next)
+		if next == nil {
+			next = map[string]any{}
+		}
+		cur[p] = next
+		cur = next
+	}
+	cur[path[len(path)-1]] = v
+	return out
 }
 
 // SetPath writes v at path inside m, creating objects on the way and

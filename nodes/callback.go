@@ -1,6 +1,8 @@
 package nodes
 
 import (
+	"errors"
+	"slices"
 	"time"
 
 	conveyor "github.com/conveyor-dev/conveyor"
@@ -40,14 +42,14 @@ type CodecConfig struct {
 }
 
 type callbackConfig struct {
-	Codec      CodecConfig                 `yaml:"codec"`
-	TaskIDPath string                      `yaml:"task_id_path"`
-	Timeout    string                      `yaml:"timeout"`
-	OnTimeout  string                      `yaml:"on_timeout"`
-	Next       string                      `yaml:"next"`
-	SaveAs     string                      `yaml:"save_as"`
-	Schema     map[string]*processes.Field `yaml:"schema"`
-	Guard      string                      `yaml:"guard"`
+	Codec      codecField `yaml:"codec"`
+	TaskIDPath string     `yaml:"task_id_path"`
+	Timeout    string     `yaml:"timeout"`
+	OnTimeout  string     `yaml:"on_timeout"`
+	Next       string     `yaml:"next"`
+	SaveAs     string     `yaml:"save_as"`
+	Schema     any        `yaml:"schema"` // compiled by c.Schema
+	Guard      string     `yaml:"guard"`
 }
 
 // DefaultCallbackField is where a callback's body is saved unless save_as says otherwise.
@@ -57,7 +59,10 @@ type callbackKind struct{}
 
 func (callbackKind) Writes(c *processes.NodeContext) []string {
 	if n := c.Raw("save_as"); n != nil {
-		return []string{n.Value}
+		if !pathRE.MatchString(n.Value) {
+			return nil
+		}
+		return []string{splitPath(n.Value)[0]}
 	}
 	return []string{DefaultCallbackField}
 }
@@ -85,21 +90,8 @@ func (callbackKind) Compile(c *processes.NodeContext) processes.Spec {
 	if cfg.OnTimeout == "" {
 		c.Errorf("", "missing on_timeout: name the node the task goes to when no callback comes")
 	}
-	if cfg.Codec.Name != "" {
-		cb.codec = cfg.Codec.Name
-	}
-	switch cb.codec {
-	case CodecJSON, CodecForm:
-	case CodecLiqPay:
-		if cfg.Codec.PrivateKey == "" {
-			c.Errorf("codec", "the liqpay codec needs private_key: the secret that verifies callbacks")
-		} else {
-			c.Secret("codec.private_key", cfg.Codec.PrivateKey)
-		}
-		cb.privateKey = cfg.Codec.PrivateKey
-	default:
-		c.Errorf("codec.name", "%s", codecError(cb.codec))
-	}
+	codec := compileCodec(c, "codec", CodecConfig(cfg.Codec), "verifies callbacks")
+	cb.codec, cb.privateKey = codec.Name, codec.PrivateKey
 	cb.schema = c.Schema("schema")
 	if cfg.Guard != "" {
 		cb.guard = c.Expr("guard", cfg.Guard, false)
@@ -149,17 +141,12 @@ func (cb *Callback) Decode(in *Input, contentType string, body []byte) (map[stri
 // task.
 func (cb *Callback) Accept(in *Input, body map[string]any) (Result, error) {
 	if cb.schema != nil {
-		if err := cb.schema.ValidateKnown(body); err != nil {
+		if err := validateCallback(cb.schema, body); err != nil {
 			return Result{}, conveyor.Errorf(conveyor.EInvalid, "callback refused: %v", err)
 		}
 	}
 	if cb.guard != nil {
-		env := make(processes.Env, len(in.Env)+1)
-		for k, v := range in.Env {
-			env[k] = v
-		}
-		env[cb.saveAs] = body
-		ok, err := cb.guard.Bool(env)
+		ok, err := cb.guard.Bool(withValue(in.Env, splitPath(cb.saveAs), exprValue(body)))
 		if err != nil {
 			return Result{}, conveyor.Errorf(conveyor.EInvalid, "callback refused: guard: %v", err)
 		}
@@ -168,4 +155,31 @@ func (cb *Callback) Accept(in *Input, body map[string]any) (Result, error) {
 		}
 	}
 	return Result{Outcome: OutNext, Writes: []Write{{Path: splitPath(cb.saveAs), Value: body}}}, nil
+}
+
+// validateCallback checks a callback body against the node's schema: required
+// fields must be there, declared fields must be right, and fields the schema
+// does not name pass (providers send more than a flow cares about).
+func validateCallback(s *processes.Schema, body map[string]any) error {
+	var errs processes.InputError
+	for _, f := range s.Fields {
+		if v, ok := body[f.Name]; f.Required && (!ok || v == nil) {
+			errs = append(errs, processes.FieldError{Field: f.Name, Msg: "is required"})
+		}
+	}
+	if err := s.ValidateKnown(body); err != nil {
+		var known processes.InputError
+		if !errors.As(err, &known) {
+			return err
+		}
+		for _, fe := range known {
+			if !slices.Contains(errs, fe) {
+				errs = append(errs, fe)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	conveyor "github.com/conveyor-dev/conveyor"
+	"github.com/conveyor-dev/conveyor/processes"
 )
 
 // Codecs: how a request body is encoded and a callback body decoded.
@@ -26,6 +27,54 @@ const (
 )
 
 var codecs = []string{CodecJSON, CodecForm, CodecLiqPay}
+
+// codecField is a codec as a flow writes it: a name (codec: form) or a
+// mapping that also names the secrets of a signed codec.
+type codecField CodecConfig
+
+// UnmarshalYAML accepts both forms; a mapping is decoded with the caller's
+// options, so unknown keys are reported with their positions.
+func (f *codecField) UnmarshalYAML(construct func(any) error) error {
+	var name string
+	if err := construct(&name); err == nil {
+		*f = codecField{Name: name}
+		return nil
+	}
+	return construct((*CodecConfig)(f))
+}
+
+// compileCodec checks the codec written at path (JSON when absent) and the
+// secrets it names. does says what the private key is for, for messages.
+func compileCodec(c *processes.NodeContext, path string, cc CodecConfig, does string) CodecConfig {
+	namePath := path
+	if c.Has(path + ".name") {
+		namePath = path + ".name"
+	}
+	if cc.Name == "" {
+		if c.Has(path) {
+			c.Errorf(path, "missing codec name (want one of %s)", strings.Join(codecs, ", "))
+		}
+		cc.Name = CodecJSON
+	}
+	switch cc.Name {
+	case CodecJSON, CodecForm:
+		if cc.PrivateKey != "" || cc.PublicKey != "" {
+			c.Errorf(path, "the %s codec takes no keys", cc.Name)
+		}
+	case CodecLiqPay:
+		if cc.PrivateKey == "" {
+			c.Errorf(path, "the liqpay codec needs private_key: the secret that %s", does)
+		} else {
+			c.Secret(path+".private_key", cc.PrivateKey)
+		}
+		if cc.PublicKey != "" {
+			c.Secret(path+".public_key", cc.PublicKey)
+		}
+	default:
+		c.Errorf(namePath, "%s", codecError(cc.Name))
+	}
+	return cc
+}
 
 // liqpaySign computes LiqPay's signature over the base64 data string.
 func liqpaySign(privateKey, data string) string {

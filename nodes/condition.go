@@ -55,8 +55,11 @@ func (conditionKind) Compile(c *processes.NodeContext) processes.Spec {
 		if name == "" {
 			name = fmt.Sprintf("case%d", i+1)
 		}
-		if seen[name] {
-			c.Errorf(path, "case name %q is used twice", name)
+		switch {
+		case name == OutDefault:
+			c.Errorf(path+".name", "case name %q is reserved: it is the outcome when no case matches", name)
+		case seen[name]:
+			c.Errorf(path+".name", "case name %q is used twice", name)
 		}
 		seen[name] = true
 		if cs.Next == "" {

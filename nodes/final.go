@@ -28,7 +28,11 @@ func (finalKind) Compile(c *processes.NodeContext) processes.Spec {
 	if !c.Decode(&cfg) {
 		return nil
 	}
-	if cfg.Result != ResultSuccess && cfg.Result != ResultError {
+	switch {
+	case cfg.Result == "":
+		c.Errorf("", "missing result: say whether the task ends in success or error")
+		return nil
+	case cfg.Result != ResultSuccess && cfg.Result != ResultError:
 		c.Errorf("result", "result must be success or error, not %q", cfg.Result)
 		return nil
 	}

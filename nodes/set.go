@@ -62,7 +62,7 @@ func (setKind) Compile(c *processes.NodeContext) processes.Spec {
 			continue
 		}
 		s.paths = append(s.paths, k)
-		s.values = append(s.values, c.Value("set."+k, processes.UseData))
+		s.values = append(s.values, c.ValueOf("set."+k, raw.Content[i+1], processes.UseData))
 	}
 	return s
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v4"
 )
@@ -51,6 +52,7 @@ type NodeContext struct {
 	Name, Type string
 
 	file      string
+	at        Pos        // where the node's name is written
 	node      *yaml.Node // the node's mapping, common keys removed
 	def       *Definition
 	fields    map[string]bool
@@ -61,7 +63,7 @@ type NodeContext struct {
 }
 
 // Errorf reports a problem at the value found at path ("request.url",
-// "cases[1].when"), or at the node itself when path is "" or absent.
+// "cases[1].when"), or at the node's name when path is "" or absent.
 func (c *NodeContext) Errorf(path, format string, args ...any) {
 	c.report(c.PosOf(path), fmt.Sprintf(format, args...))
 }
@@ -73,10 +75,16 @@ func (c *NodeContext) report(p Pos, msg string) {
 // Has reports whether the configuration has a value at path.
 func (c *NodeContext) Has(path string) bool { return lookup(c.node, path) != nil }
 
-// PosOf is the position of the value at path, or of the node.
+// PosOf is the position of the value at path, or of the node's name when
+// path is "" or absent.
 func (c *NodeContext) PosOf(path string) Pos {
-	if n := lookup(c.node, path); n != nil {
-		return Pos{Line: n.Line, Col: n.Column}
+	if path != "" {
+		if n := lookup(c.node, path); n != nil {
+			return Pos{Line: n.Line, Col: n.Column}
+		}
+	}
+	if c.at.Line > 0 {
+		return c.at
 	}
 	return Pos{Line: c.node.Line, Col: c.node.Column}
 }
@@ -86,36 +94,91 @@ func (c *NodeContext) Raw(path string) *yaml.Node { return lookup(c.node, path) 
 
 // Decode decodes the configuration into v (a pointer to a struct with yaml
 // tags), reporting unknown keys and type mismatches with their positions. It
-// reports whether decoding succeeded.
+// reports whether every known key decoded: unknown keys are reported but do
+// not fail decoding, so the rest of the node is still checked and every
+// problem is reported at once.
 func (c *NodeContext) Decode(v any) bool {
-	err := c.node.Load(v, yaml.WithKnownFields())
-	if err == nil {
-		return true
+	probs, ok := decode(c.node, v)
+	for _, p := range probs {
+		c.report(p.Pos, p.Msg)
 	}
-	var les *yaml.LoadErrors
-	if errors.As(err, &les) {
-		for _, le := range les.Errors {
-			c.report(Pos{Line: le.Mark.Line, Col: le.Mark.Column}, cleanYAMLMsg(le.Message))
-		}
-		return false
-	}
-	var le *yaml.LoadError
-	if errors.As(err, &le) {
-		c.report(Pos{Line: le.Mark.Line, Col: le.Mark.Column}, cleanYAMLMsg(le.Message))
-		return false
-	}
-	c.report(c.PosOf(""), err.Error())
-	return false
+	return ok
 }
 
-var knownFieldRE = regexp.MustCompile(`^field (.+) not found in type .*$`)
+// decode decodes n into v, refusing unknown keys. It returns the problems
+// (positions and messages, no file) and whether every known key decoded:
+// an unknown key is a problem but does not spoil the rest. Duplicate keys
+// are not its business: the loader reports them once, for the whole file.
+func decode(n *yaml.Node, v any) (probs []Problem, ok bool) {
+	err := n.Load(v, yaml.WithKnownFields(), yaml.WithUniqueKeys(false))
+	if err == nil {
+		return nil, true
+	}
+	var les *yaml.LoadErrors
+	var le *yaml.LoadError
+	switch {
+	case errors.As(err, &les):
+		ok = true
+		for _, le := range les.Errors {
+			probs = append(probs, Problem{Pos: markPos(le.Mark, n), Msg: cleanYAMLMsg(le.Message)})
+			if !unknownKeyRE.MatchString(le.Message) {
+				ok = false
+			}
+		}
+		return probs, ok
+	case errors.As(err, &le):
+		return []Problem{{Pos: markPos(le.Mark, n), Msg: cleanYAMLMsg(le.Message)}}, false
+	}
+	return []Problem{{Pos: Pos{Line: n.Line, Col: n.Column}, Msg: err.Error()}}, false
+}
+
+// markPos is the position of a decoder's mark, or of n when the mark is
+// unknown.
+func markPos(m yaml.Mark, n *yaml.Node) Pos {
+	if m.Line < 1 {
+		return Pos{Line: max(n.Line, 1), Col: max(n.Column, 1)}
+	}
+	return Pos{Line: m.Line, Col: max(m.Column, 1)}
+}
+
+var (
+	unknownKeyRE = regexp.MustCompile(`^field (.+) not found in type .*$`)
+	constructRE  = regexp.MustCompile(`^cannot construct (!!\w+)(?: ` + "`(.*)`" + `)? into (.+)$`)
+)
 
 // cleanYAMLMsg rewrites the decoder's Go-flavoured messages for flow authors.
 func cleanYAMLMsg(m string) string {
-	if s := knownFieldRE.FindStringSubmatch(m); s != nil {
+	if s := unknownKeyRE.FindStringSubmatch(m); s != nil {
 		return "unknown key " + strconv.Quote(s[1])
 	}
+	if s := constructRE.FindStringSubmatch(m); s != nil {
+		got := "`" + s[2] + "`"
+		switch s[1] {
+		case "!!map":
+			got = "a mapping"
+		case "!!seq":
+			got = "a list"
+		}
+		return "want " + goTypeWord(s[3]) + ", not " + got
+	}
 	return m
+}
+
+// goTypeWord names a Go type the way a flow author thinks of it.
+func goTypeWord(t string) string {
+	switch {
+	case t == "bool":
+		return "true or false"
+	case t == "string":
+		return "a string"
+	case strings.HasPrefix(t, "int") || strings.HasPrefix(t, "uint"):
+		return "a whole number"
+	case strings.HasPrefix(t, "float"):
+		return "a number"
+	case strings.HasPrefix(t, "[]"):
+		return "a list"
+	}
+	return "a mapping"
 }
 
 // Expr compiles a condition at path. http says whether the reply's http root
@@ -126,8 +189,11 @@ func (c *NodeContext) Expr(path, src string, http bool) *Expr {
 		return nil
 	}
 	e, refs, probs := compileExpr(src, scope{fields: c.fields, http: http})
-	c.noteRefs(path, refs, UseData, false)
+	c.noteRefs(path, src, 0, refs, UseData, false)
 	c.exprProblems(path, 0, probs)
+	if e != nil {
+		e.redact = c.readsSensitive(refs)
+	}
 	return e
 }
 
@@ -155,12 +221,17 @@ func (c *NodeContext) Template(path, src string, use Use) *Template {
 			continue
 		}
 		e, refs, probs := compileExpr(p, sc)
-		c.noteRefs(path, refs, use, true)
+		offset := utf8.RuneCountInString(src[:offsets[i]])
+		if c.noteRefs(path, p, offset, refs, use, true) {
+			broken = true
+		}
 		if len(probs) > 0 {
-			c.exprProblems(path, offsets[i], probs)
+			c.exprProblems(path, offset, probs)
 			broken = true
 			continue
 		}
+		e.redact = c.readsSensitive(refs)
+		e.Src = strings.TrimSpace(p)
 		t.parts = append(t.parts, tmplPart{expr: e})
 	}
 	if broken {
@@ -172,12 +243,14 @@ func (c *NodeContext) Template(path, src string, use Use) *Template {
 	return t
 }
 
-// noteRefs records env and sensitive reads and reports sensitive fields used
-// where they would leak.
-func (c *NodeContext) noteRefs(path string, refs exprRefs, use Use, template bool) {
+// noteRefs records env and sensitive reads of the expression src (which
+// starts offset runes into the value at path) and reports sensitive fields
+// used where they would leak. It reports whether it found a leak.
+func (c *NodeContext) noteRefs(path, src string, offset int, refs exprRefs, use Use, template bool) bool {
 	for _, e := range refs.env {
 		*c.envRefs = appendOnce(*c.envRefs, e)
 	}
+	leak := false
 	for _, f := range refs.fields {
 		fld := c.def.Input.Field(f)
 		if fld == nil || fld.Sensitive == "" {
@@ -185,18 +258,33 @@ func (c *NodeContext) noteRefs(path string, refs exprRefs, use Use, template boo
 		}
 		c.sensitive = appendOnce(c.sensitive, f)
 		if template && use != UseBody {
-			c.Errorf(path, "sensitive field %q (%s) must not be used in %s: it would leak", f, fld.Sensitive, use)
+			line, col := runePos(src, refs.at[f])
+			c.exprProblems(path, offset, []exprProblem{{line: line, col: col,
+				msg: fmt.Sprintf("sensitive field %q (%s) must not be used in %s: it would leak", f, fld.Sensitive, use)}})
+			leak = true
 		}
 	}
+	return leak
+}
+
+// readsSensitive reports whether an expression reads a sensitive input field.
+func (c *NodeContext) readsSensitive(refs exprRefs) bool {
+	for _, f := range refs.fields {
+		if fld := c.def.Input.Field(f); fld != nil && fld.Sensitive != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // exprProblems reports problems found inside an expression, placing them
-// inside the YAML scalar when it sits on one line.
+// inside the YAML scalar when it is written on one line (plain or quoted).
 func (c *NodeContext) exprProblems(path string, offset int, probs []exprProblem) {
 	n := lookup(c.node, path)
 	for _, p := range probs {
 		pos := c.PosOf(path)
-		if n != nil && n.Kind == yaml.ScalarNode && !strings.Contains(n.Value, "\n") && p.line == 1 {
+		if n != nil && n.Kind == yaml.ScalarNode && n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) == 0 &&
+			!strings.Contains(n.Value, "\n") && p.line == 1 {
 			quote := 0
 			if n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
 				quote = 1
@@ -214,6 +302,12 @@ func (c *NodeContext) Value(path string, use Use) *Value {
 	if n == nil {
 		return nil
 	}
+	return c.value(path, n, use)
+}
+
+// ValueOf compiles a YAML subtree the caller already holds (a mapping value
+// whose key contains dots, say); path only places problems.
+func (c *NodeContext) ValueOf(path string, n *yaml.Node, use Use) *Value {
 	return c.value(path, n, use)
 }
 
@@ -349,11 +443,16 @@ func mapValue(n *yaml.Node, key string) *yaml.Node {
 	return nil
 }
 
-// mapKeys returns the keys of a mapping node with their key nodes.
+// mapKeys returns the key nodes of a mapping node, each key once: a
+// duplicate is reported by the loader and ignored, as mapValue ignores it.
 func mapKeys(n *yaml.Node) []*yaml.Node {
 	var ks []*yaml.Node
+	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		ks = append(ks, n.Content[i])
+		if k := n.Content[i]; !seen[k.Value] {
+			seen[k.Value] = true
+			ks = append(ks, k)
+		}
 	}
 	return ks
 }
@@ -367,7 +466,7 @@ func (c *NodeContext) Schema(path string) *Schema {
 	}
 	ld := &load{file: c.file}
 	s := &Schema{}
-	ld.input(n, s)
+	ld.input(n, s, "schema")
 	for _, p := range ld.probs {
 		c.report(p.Pos, p.Msg)
 	}

@@ -31,8 +31,9 @@ type Definition struct {
 	// Nodes are the nodes in file order.
 	Nodes []*Node
 
-	byName map[string]*Node
-	events []fsm.EventDesc
+	byName  map[string]*Node
+	events  []fsm.EventDesc
+	namePos Pos // where the process name is written
 }
 
 // Node returns the node called name, or nil.

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/builtin"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
@@ -40,12 +42,20 @@ type Expr struct {
 	prog *vm.Program
 	// Refs are the top-level data fields the expression reads.
 	Refs []string
+	// redact hides run-time error details, which may quote a value, when the
+	// expression reads a sensitive field.
+	redact bool
 }
 
-// Eval runs the expression.
+// Eval runs the expression. When it reads a sensitive input field, a failure
+// says only that it failed: the expression library's messages may quote
+// values, and errors end up in task data and logs.
 func (e *Expr) Eval(env Env) (any, error) {
 	out, err := expr.Run(e.prog, map[string]any(env))
 	if err != nil {
+		if e.redact {
+			return nil, fmt.Errorf("%s: failed (details hidden: it reads a sensitive field)", e.Src)
+		}
 		return nil, fmt.Errorf("%s: %s", e.Src, firstLine(err.Error()))
 	}
 	return out, nil
@@ -73,9 +83,10 @@ type scope struct {
 
 // exprRefs is what compiling an expression found it reads.
 type exprRefs struct {
-	fields  []string // data fields
-	env     []string // env.NAME
-	secrets []string // secrets.NAME
+	fields  []string       // data fields
+	at      map[string]int // rune offset of each field's first use
+	env     []string       // env.NAME
+	secrets []string       // secrets.NAME
 }
 
 // compileExpr compiles src and checks every name it uses against sc. It
@@ -86,6 +97,9 @@ func compileExpr(src string, sc scope) (*Expr, exprRefs, []exprProblem) {
 	if err != nil {
 		return nil, exprRefs{}, []exprProblem{fromExprError(err)}
 	}
+	if tree.Node == nil {
+		return nil, exprRefs{}, []exprProblem{{line: 1, col: 1, msg: "empty expression"}}
+	}
 	refs, probs := checkNames(src, tree.Node, sc)
 	if len(probs) > 0 {
 		return nil, refs, probs
@@ -95,6 +109,17 @@ func compileExpr(src string, sc scope) (*Expr, exprRefs, []exprProblem) {
 		return nil, refs, []exprProblem{fromExprError(err)}
 	}
 	return &Expr{Src: src, prog: prog, Refs: refs.fields}, refs, nil
+}
+
+// exprFunctions are the functions Conveyor adds to the expression language.
+var exprFunctions = []string{"decimal", "dec_cmp", "dec_add", "dec_sub", "to_minor", "from_minor"}
+
+// isFunction reports whether an expression may call name: one of expr's
+// builtins or Conveyor's. AllowUndefinedVariables would otherwise let a
+// misspelt function through to fail at run time.
+func isFunction(name string) bool {
+	_, ok := builtin.Index[name]
+	return ok || slices.Contains(exprFunctions, name)
 }
 
 // exprOptions are the options every expression compiles with: names are
@@ -122,9 +147,9 @@ type exprProblem struct {
 func fromExprError(err error) exprProblem {
 	var fe *file.Error
 	if errors.As(err, &fe) {
-		return exprProblem{line: fe.Line, col: fe.Column + 1, msg: fe.Message}
+		return exprProblem{line: max(fe.Line, 1), col: fe.Column + 1, msg: "bad expression: " + fe.Message}
 	}
-	return exprProblem{line: 1, col: 1, msg: firstLine(err.Error())}
+	return exprProblem{line: 1, col: 1, msg: "bad expression: " + firstLine(err.Error())}
 }
 
 func firstLine(s string) string {
@@ -160,14 +185,20 @@ func (n *names) Visit(node *ast.Node) {
 func checkNames(src string, root ast.Node, sc scope) (exprRefs, []exprProblem) {
 	n := &names{callees: map[ast.Node]bool{}, locals: map[string]bool{}}
 	ast.Walk(&root, n)
-	var refs exprRefs
+	refs := exprRefs{at: map[string]int{}}
 	var probs []exprProblem
 	at := func(node ast.Node, msg string) {
 		line, col := runePos(src, node.Location().From)
 		probs = append(probs, exprProblem{line: line, col: col, msg: msg})
 	}
 	for _, id := range n.idents {
-		if n.callees[ast.Node(id)] || n.locals[id.Value] || id.Value == "$env" {
+		if n.callees[ast.Node(id)] {
+			if !isFunction(id.Value) {
+				at(id, fmt.Sprintf("unknown function %q", id.Value))
+			}
+			continue
+		}
+		if n.locals[id.Value] || id.Value == "$env" {
 			continue
 		}
 		switch id.Value {
@@ -184,6 +215,9 @@ func checkNames(src string, root ast.Node, sc scope) (exprRefs, []exprProblem) {
 			if !sc.fields[id.Value] {
 				at(id, fmt.Sprintf("unknown field %q: not an input field nor written by any node", id.Value))
 				continue
+			}
+			if at, ok := refs.at[id.Value]; !ok || id.Location().From < at {
+				refs.at[id.Value] = id.Location().From
 			}
 			refs.fields = appendOnce(refs.fields, id.Value)
 		}
@@ -236,21 +270,63 @@ func toRat(v any) (*big.Rat, error) {
 	default:
 		return nil, fmt.Errorf("not a number: %v", v)
 	}
-	r, ok := new(big.Rat).SetString(strings.TrimSpace(s))
+	s = strings.TrimSpace(s)
+	if !numberRE.MatchString(s) {
+		return nil, fmt.Errorf("not a decimal number: %q", s)
+	}
+	r, ok := new(big.Rat).SetString(s)
 	if !ok {
 		return nil, fmt.Errorf("not a decimal number: %q", s)
 	}
 	return r, nil
 }
 
-// formatRat prints r as a plain decimal without trailing zeros.
+// numberRE is a plain decimal number, as JSON writes them. big.Rat would also
+// read fractions (1/3) and hex, and an exponent so large that computing it
+// never ends; neither is money.
+var numberRE = regexp.MustCompile(`^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]{1,3})?$`)
+
+// scale is 10^exp as a rational, for exp from 0 to 18 (the decimals any
+// currency, or an int64 of minor units, can have).
+func scale(exp any) (*big.Rat, error) {
+	e, ok := exp.(int)
+	if !ok || e < 0 || e > 18 {
+		return nil, fmt.Errorf("decimals must be a whole number from 0 to 18, not %v", exp)
+	}
+	return new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(e)), nil)), nil
+}
+
+// formatRat prints r as a plain decimal without trailing zeros, exactly:
+// with as many decimals as it has (a rational made of decimals always ends),
+// never rounded to some fixed count.
 func formatRat(r *big.Rat) string {
 	if r.IsInt() {
 		return r.Num().String()
 	}
-	s := r.FloatString(18)
+	s := r.FloatString(decimals(r.Denom()))
 	s = strings.TrimRight(s, "0")
 	return strings.TrimSuffix(s, ".")
+}
+
+// decimals is how many decimals a fraction with denominator d (in lowest
+// terms) needs: d = 2^a * 5^b needs max(a, b). Another d never ends; it gets
+// 18 decimals, rounded.
+func decimals(d *big.Int) int {
+	a := int(d.TrailingZeroBits())
+	rest := new(big.Int).Rsh(d, uint(a))
+	five, m := big.NewInt(5), new(big.Int)
+	b := 0
+	for {
+		q, _ := new(big.Int).QuoRem(rest, five, m)
+		if m.Sign() != 0 {
+			break
+		}
+		rest, b = q, b+1
+	}
+	if rest.Cmp(big.NewInt(1)) != 0 {
+		return 18
+	}
+	return max(a, b)
 }
 
 func decimalFn(p ...any) (any, error) {
@@ -300,10 +376,16 @@ func toMinorFn(p ...any) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	scale := new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(p[1].(int))), nil))
-	m := new(big.Rat).Mul(r, scale)
-	if !m.IsInt() || !m.Num().IsInt64() {
+	sc, err := scale(p[1])
+	if err != nil {
+		return nil, err
+	}
+	m := new(big.Rat).Mul(r, sc)
+	if !m.IsInt() {
 		return nil, fmt.Errorf("%s has more than %d decimals", formatRat(r), p[1])
+	}
+	if !m.Num().IsInt64() {
+		return nil, fmt.Errorf("%s is too large", formatRat(r))
 	}
 	return int(m.Num().Int64()), nil
 }
@@ -314,8 +396,14 @@ func fromMinorFn(p ...any) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	scale := new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(p[1].(int))), nil))
-	return formatRat(new(big.Rat).Quo(r, scale)), nil
+	sc, err := scale(p[1])
+	if err != nil {
+		return nil, err
+	}
+	if !r.IsInt() {
+		return nil, fmt.Errorf("%s is not a whole number of minor units", formatRat(r))
+	}
+	return formatRat(new(big.Rat).Quo(r, sc)), nil
 }
 
 // runePos turns a rune offset into a line and column, both from 1.

@@ -46,21 +46,21 @@ func mermaidShape(n *Node, label string) string {
 func (d *Definition) mermaid() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "flowchart TD\n")
-	fmt.Fprintf(&b, "  start((start)) --> %s\n", d.Start)
+	fmt.Fprintf(&b, "  %s((start)) --> %s\n", startID, mermaidID(d.Start))
 	for _, n := range d.Nodes {
 		label := fmt.Sprintf("\"%s<br/><small>%s</small>\"", mermaidEscape(n.Name), n.Kind)
-		fmt.Fprintf(&b, "  %s%s\n", n.Name, mermaidShape(n, label))
+		fmt.Fprintf(&b, "  %s%s\n", mermaidID(n.Name), mermaidShape(n, label))
 	}
 	for _, n := range d.Nodes {
 		if n.Spec == nil {
 			continue
 		}
 		for _, e := range n.Spec.Edges() {
-			fmt.Fprintf(&b, "  %s -->|%s| %s\n", n.Name, mermaidEscape(e.Outcome), e.To)
+			fmt.Fprintf(&b, "  %s -->|%s| %s\n", mermaidID(n.Name), mermaidEscape(e.Outcome), mermaidID(e.To))
 		}
 	}
 	for _, n := range d.Nodes {
-		fmt.Fprintf(&b, "  class %s %s\n", n.Name, kindClass(n))
+		fmt.Fprintf(&b, "  class %s %s\n", mermaidID(n.Name), kindClass(n))
 	}
 	b.WriteString("  classDef api fill:#e3f2fd,stroke:#1565c0\n")
 	b.WriteString("  classDef callback fill:#fff8e1,stroke:#f9a825\n")
@@ -81,6 +81,19 @@ func kindClass(n *Node) string {
 	return n.Kind
 }
 
+// startID names the start marker in both formats. Node names are lower-case,
+// so it can never be a node's (a node may well be called start).
+const startID = "START"
+
+// mermaidID is a node's id in Mermaid: its name, except that Mermaid reads a
+// lower-case "end" as the end of a block, so that one is capitalised.
+func mermaidID(name string) string {
+	if name == "end" {
+		return "End"
+	}
+	return name
+}
+
 func mermaidEscape(s string) string {
 	return strings.NewReplacer(`"`, "#quot;", "|", "#124;").Replace(s)
 }
@@ -99,7 +112,7 @@ var dotStyle = map[string]string{
 func (d *Definition) dot() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "digraph %q {\n  rankdir=TB;\n  node [fontname=\"Helvetica\"];\n", d.Name)
-	fmt.Fprintf(&b, "  \"start\" [shape=point];\n  \"start\" -> %q;\n", d.Start)
+	fmt.Fprintf(&b, "  %q [shape=point];\n  %q -> %q;\n", startID, startID, d.Start)
 	for _, n := range d.Nodes {
 		fmt.Fprintf(&b, "  %q [label=\"%s\\n(%s)\", %s];\n", n.Name, n.Name, n.Kind, dotStyle[kindClass(n)])
 	}

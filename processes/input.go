@@ -223,12 +223,26 @@ func luhn(s string) bool {
 
 // ValidateKnown checks only the declared fields of data and lets others pass:
 // for bodies that others send (callbacks), where extra fields are normal.
+// Fields that are absent are not checked (not even required ones).
 func (s *Schema) ValidateKnown(data map[string]any) error {
-	known := make(map[string]any, len(s.Fields))
+	var errs InputError
 	for _, f := range s.Fields {
-		if v, ok := data[f.Name]; ok {
-			known[f.Name] = v
+		v, ok := data[f.Name]
+		if !ok {
+			continue
+		}
+		if v == nil {
+			if f.Required {
+				errs = append(errs, FieldError{f.Name, "is required"})
+			}
+			continue
+		}
+		if msg := f.check(v); msg != "" {
+			errs = append(errs, FieldError{f.Name, msg})
 		}
 	}
-	return s.Validate(known)
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/expr-lang/expr/builtin"
 	"go.yaml.in/yaml/v4"
 )
 
@@ -111,7 +112,7 @@ func joinProblems(defs []*Definition, probs Problems) error {
 	first := map[string]*Definition{}
 	for _, d := range defs {
 		if f, ok := first[d.Name]; ok {
-			probs = append(probs, Problem{File: d.File, Pos: Pos{1, 1},
+			probs = append(probs, Problem{File: d.File, Pos: d.namePos,
 				Msg: fmt.Sprintf("process %q is already defined in %s", d.Name, f.File)})
 			continue
 		}
@@ -126,9 +127,11 @@ func joinProblems(defs []*Definition, probs Problems) error {
 // load is the state of loading one file.
 type load struct {
 	*Loader
-	file  string
-	src   []byte
-	probs Problems
+	file     string
+	src      []byte
+	probs    Problems
+	declared map[string]bool // every node name, even of nodes too broken to compile
+	faulty   map[string]bool // nodes whose kind reported a problem
 }
 
 func (ld *load) errorf(n *yaml.Node, format string, args ...any) {
@@ -161,6 +164,7 @@ func (ld *load) run() *Definition {
 		switch k.Value {
 		case "process":
 			def.Name = ld.scalar(v, "process")
+			def.namePos = Pos{Line: v.Line, Col: v.Column}
 			if def.Name != "" && !processNameRE.MatchString(def.Name) {
 				ld.errorf(v, "process name %q must be lower-case letters, digits and dashes", def.Name)
 			}
@@ -169,7 +173,7 @@ func (ld *load) run() *Definition {
 		case "description":
 			ld.scalar(v, "description")
 		case "input":
-			ld.input(v, def.Input)
+			ld.input(v, def.Input, "input")
 		case "secrets":
 			def.Secrets = ld.secrets(v)
 		case "start":
@@ -204,8 +208,8 @@ func (ld *load) parse() *yaml.Node {
 	if err := yaml.Unmarshal(ld.src, &doc); err != nil {
 		var le *yaml.LoadError
 		if errors.As(err, &le) {
-			ld.probs = append(ld.probs, Problem{File: ld.file, Pos: Pos{Line: max(le.Mark.Line, 1), Col: max(le.Mark.Column, 1)},
-				Msg: "YAML syntax: " + le.Message})
+			pos, msg := ld.syntaxError(le)
+			ld.probs = append(ld.probs, Problem{File: ld.file, Pos: pos, Msg: "YAML syntax: " + msg})
 		} else {
 			ld.probs = append(ld.probs, Problem{File: ld.file, Pos: Pos{1, 1}, Msg: "YAML syntax: " + err.Error()})
 		}
@@ -220,7 +224,57 @@ func (ld *load) parse() *yaml.Node {
 		ld.errorf(root, "a flow must be a mapping with process, start and nodes")
 		return nil
 	}
+	ld.duplicates(root)
 	return root
+}
+
+// syntaxError places and explains a YAML syntax error: the parser's
+// message, where the construct it was reading began, and the usual cause of
+// the most puzzling one (a tab). An error found at the end of the file, such
+// as a bracket never closed, is placed where the construct began.
+func (ld *load) syntaxError(le *yaml.LoadError) (Pos, string) {
+	pos := Pos{Line: max(le.Mark.Line, 1), Col: max(le.Mark.Column, 1)}
+	lines := strings.Split(string(ld.src), "\n")
+	if l := le.Mark.Line - 1; l >= 0 && l < len(lines) {
+		line := []rune(lines[l])
+		if c := le.Mark.Column - 1; c >= 0 && c < len(line) && line[c] == '\t' {
+			return pos, "found a tab: indent YAML with spaces only"
+		}
+	}
+	if le.ContextMsg == "" || le.ContextMark.Line < 1 || le.ContextMark.Line == le.Mark.Line {
+		return pos, le.Message
+	}
+	content := strings.Split(strings.TrimRight(string(ld.src), " \t\r\n"), "\n")
+	if le.Mark.Line > len(content) {
+		start := Pos{Line: le.ContextMark.Line, Col: max(le.ContextMark.Column, 1)}
+		if strings.Contains(le.Message, "end of stream") {
+			return start, fmt.Sprintf("the file ends %s that starts here", le.ContextMsg)
+		}
+		return start, fmt.Sprintf("%s before the end of the file (%s that starts here)", le.Message, le.ContextMsg)
+	}
+	return pos, fmt.Sprintf("%s (%s that starts at line %d)", le.Message, le.ContextMsg, le.ContextMark.Line)
+}
+
+// duplicates reports every mapping key given twice in the same mapping. The
+// YAML decoder would keep one silently; the loader reads the first.
+func (ld *load) duplicates(n *yaml.Node) {
+	if n.Kind == yaml.MappingNode {
+		first := map[string]*yaml.Node{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Kind != yaml.ScalarNode {
+				continue
+			}
+			if f, ok := first[k.Value]; ok {
+				ld.errorf(k, "duplicate key %q: first given at line %d", k.Value, f.Line)
+				continue
+			}
+			first[k.Value] = k
+		}
+	}
+	for _, c := range n.Content {
+		ld.duplicates(c)
+	}
 }
 
 func (ld *load) scalar(v *yaml.Node, what string) string {
@@ -255,40 +309,49 @@ func (ld *load) secrets(v *yaml.Node) []string {
 
 var fieldTypes = []string{TypeString, TypeDecimal, TypeInteger, TypeBoolean, TypeObject, TypeArray}
 
-func (ld *load) input(v *yaml.Node, s *Schema) {
+// input reads a field schema (a flow's input, a callback's schema); what
+// names it in messages.
+func (ld *load) input(v *yaml.Node, s *Schema, what string) {
 	if v.Kind != yaml.MappingNode {
-		ld.errorf(v, "input must be a mapping of field names to their schema")
+		ld.errorf(v, "%s must be a mapping of field names to their schema", what)
 		return
 	}
 	for _, k := range mapKeys(v) {
 		fv := mapValue(v, k.Value)
 		f := &Field{Name: k.Value, Pos: Pos{k.Line, k.Column}}
 		if !fieldNameRE.MatchString(f.Name) {
-			ld.errorf(k, "input field name %q must be letters, digits and underscores", f.Name)
+			ld.errorf(k, "%s field name %q must be letters, digits and underscores", what, f.Name)
 		}
-		if isReserved(f.Name) {
-			ld.errorf(k, "input field name %q is reserved", f.Name)
+		if what == "input" && isReserved(f.Name) {
+			ld.errorf(k, "%s field name %q is reserved", what, f.Name)
 		}
-		if err := fv.Load(f, yaml.WithKnownFields()); err != nil {
-			ld.yamlErrors(err, fv, "input field "+f.Name)
+		if fv.Kind != yaml.MappingNode {
+			ld.errorf(fv, "%s field %s: want a mapping such as {type: string}", what, f.Name)
+			continue
+		}
+		probs, ok := decode(fv, f)
+		for _, p := range probs {
+			ld.probs = append(ld.probs, Problem{File: ld.file, Pos: p.Pos, Msg: what + " field " + f.Name + ": " + p.Msg})
+		}
+		if !ok {
 			continue
 		}
 		switch {
 		case f.Type == "":
-			ld.errorf(fv, "input field %s: missing type (want one of %s)", f.Name, strings.Join(fieldTypes, ", "))
+			ld.errorf(k, "%s field %s: missing type (want one of %s)", what, f.Name, strings.Join(fieldTypes, ", "))
 		case !slices.Contains(fieldTypes, f.Type):
-			ld.errorf(mapValue(fv, "type"), "input field %s: unknown type %q (want one of %s)", f.Name, f.Type, strings.Join(fieldTypes, ", "))
+			ld.errorf(mapValue(fv, "type"), "%s field %s: unknown type %q (want one of %s)", what, f.Name, f.Type, strings.Join(fieldTypes, ", "))
 		}
 		if f.Sensitive != "" && f.Sensitive != SensitivePAN && f.Sensitive != SensitiveSecret {
-			ld.errorf(mapValue(fv, "sensitive"), "input field %s: sensitive must be pan or secret", f.Name)
+			ld.errorf(mapValue(fv, "sensitive"), "%s field %s: sensitive must be pan or secret", what, f.Name)
 		}
 		if f.Sensitive != "" && f.Type != TypeString {
-			ld.errorf(mapValue(fv, "sensitive"), "input field %s: only string fields can be sensitive", f.Name)
+			ld.errorf(mapValue(fv, "sensitive"), "%s field %s: only string fields can be sensitive", what, f.Name)
 		}
 		if f.Pattern != "" {
 			re, err := regexp.Compile(f.Pattern)
 			if err != nil {
-				ld.errorf(mapValue(fv, "pattern"), "input field %s: bad pattern: %v", f.Name, err)
+				ld.errorf(mapValue(fv, "pattern"), "%s field %s: bad pattern: %v", what, f.Name, err)
 			}
 			f.re = re
 		}
@@ -296,24 +359,14 @@ func (ld *load) input(v *yaml.Node, s *Schema) {
 	}
 }
 
-// yamlErrors reports decode errors at their marks.
-func (ld *load) yamlErrors(err error, at *yaml.Node, what string) {
-	var les *yaml.LoadErrors
-	if errors.As(err, &les) {
-		for _, le := range les.Errors {
-			ld.probs = append(ld.probs, Problem{File: ld.file, Pos: Pos{le.Mark.Line, le.Mark.Column}, Msg: what + ": " + cleanYAMLMsg(le.Message)})
-		}
-		return
-	}
-	ld.errorf(at, "%s: %v", what, err)
-}
-
 func isReserved(name string) bool {
 	switch name {
 	case RootTask, RootEnv, RootSecrets, RootHTTP, FieldErrCode, FieldErrDescription, FieldFailedNode:
 		return true
 	}
-	return false
+	// A field named like an expression function (count, len, now, ...) could
+	// not be read: the function would shadow it.
+	return slices.Contains(builtin.Names, name) || slices.Contains(exprFunctions, name)
 }
 
 // nodes reads the common keys of every node and finds its kind.
@@ -323,10 +376,16 @@ func (ld *load) nodes(v *yaml.Node, def *Definition) []*rawNode {
 		return nil
 	}
 	var raws []*rawNode
+	ld.declared = map[string]bool{}
 	for _, k := range mapKeys(v) {
+		ld.declared[k.Value] = true
 		body := mapValue(v, k.Value)
-		if !nodeNameRE.MatchString(k.Value) || k.Value == "state" || k.Value == "event" {
-			ld.errorf(k, "node name %q must start with a letter and hold only lower-case letters, digits and underscores (and not be \"state\" or \"event\")", k.Value)
+		switch {
+		case !nodeNameRE.MatchString(k.Value):
+			ld.errorf(k, "node name %q must start with a lower-case letter and hold only lower-case letters, digits and underscores", k.Value)
+		case k.Value == "state" || k.Value == "event":
+			// looplab/fsm gives these names a meaning of their own.
+			ld.errorf(k, "node name %q is reserved", k.Value)
 		}
 		if body.Kind != yaml.MappingNode {
 			ld.errorf(body, "node %s must be a mapping with a type", k.Value)
@@ -335,7 +394,7 @@ func (ld *load) nodes(v *yaml.Node, def *Definition) []*rawNode {
 		n := &Node{Name: k.Value, Pos: Pos{k.Line, k.Column}}
 		typ := mapValue(body, "type")
 		if typ == nil {
-			ld.errorf(body, "node %s: missing type (want one of %s)", n.Name, ld.kindNames())
+			ld.errorf(k, "node %s: missing type (want one of %s)", n.Name, ld.kindNames())
 			continue
 		}
 		n.Kind = typ.Value
@@ -345,16 +404,18 @@ func (ld *load) nodes(v *yaml.Node, def *Definition) []*rawNode {
 			continue
 		}
 		if t := mapValue(body, "title"); t != nil {
-			n.Title = t.Value
+			n.Title = ld.scalar(t, "node "+n.Name+": title")
 		}
 		if d := mapValue(body, "description"); d != nil {
-			n.Description = d.Value
+			n.Description = ld.scalar(d, "node "+n.Name+": description")
 		}
 		if a := mapValue(body, "alarm"); a != nil {
 			n.Alarm = &Alarm{}
-			if err := a.Load(n.Alarm, yaml.WithKnownFields()); err != nil {
-				ld.yamlErrors(err, a, "node "+n.Name+": alarm")
-			} else if n.Alarm.Threshold < 1 {
+			probs, ok := decode(a, n.Alarm)
+			for _, p := range probs {
+				ld.probs = append(ld.probs, Problem{File: ld.file, Pos: p.Pos, Msg: "node " + n.Name + ": alarm: " + p.Msg})
+			}
+			if ok && n.Alarm.Threshold < 1 {
 				ld.errorf(a, "node %s: alarm threshold must be at least 1", n.Name)
 			}
 		}
@@ -386,24 +447,48 @@ func (ld *load) compile(def *Definition, raws []*rawNode) {
 		secrets[s] = true
 	}
 	for _, r := range raws {
-		r.ctx = &NodeContext{Name: r.node.Name, Type: r.node.Kind, file: ld.file, node: stripCommon(r.body),
+		r.ctx = &NodeContext{Name: r.node.Name, Type: r.node.Kind, file: ld.file, at: r.node.Pos, node: stripCommon(r.body),
 			def: def, fields: fields, secrets: secrets, probs: &ld.probs, envRefs: &def.EnvRefs}
 		for _, w := range r.kind.Writes(r.ctx) {
 			if isReserved(w) {
-				r.ctx.Errorf("", "cannot write %q: the name is reserved", w)
+				r.ctx.report(writePos(r.ctx, w), fmt.Sprintf("cannot write %q: the name is reserved", w))
 				continue
 			}
 			if f := def.Input.Field(w); f != nil && f.Sensitive != "" {
-				r.ctx.Errorf("", "cannot write sensitive input field %q", w)
+				r.ctx.report(writePos(r.ctx, w), fmt.Sprintf("cannot write sensitive input field %q", w))
 			}
 			fields[w] = true
 		}
 	}
+	ld.faulty = map[string]bool{}
 	for _, r := range raws {
+		before := len(ld.probs)
 		r.node.Spec = r.kind.Compile(r.ctx)
+		ld.faulty[r.node.Name] = len(ld.probs) > before
 		r.node.Sensitive = r.ctx.sensitive
 	}
 	sort.Strings(def.EnvRefs)
+}
+
+// writePos finds where a node names the field w it writes: a save_as value,
+// or a key one level down (a set node's field paths); else the node's name.
+func writePos(c *NodeContext, w string) Pos {
+	names := func(s string) bool { return s == w || strings.HasPrefix(s, w+".") }
+	if v := mapValue(c.node, "save_as"); v != nil && names(v.Value) {
+		return Pos{Line: v.Line, Col: v.Column}
+	}
+	for i := 1; i < len(c.node.Content); i += 2 {
+		m := c.node.Content[i]
+		if m.Kind != yaml.MappingNode {
+			continue
+		}
+		for j := 0; j+1 < len(m.Content); j += 2 {
+			if k := m.Content[j]; names(k.Value) {
+				return Pos{Line: k.Line, Col: k.Column}
+			}
+		}
+	}
+	return c.PosOf("")
 }
 
 // stripCommon returns a copy of a node's mapping without the common keys.
@@ -422,7 +507,7 @@ func stripCommon(body *yaml.Node) *yaml.Node {
 // checkGraph checks the start node, every edge's target, and that every node
 // can be reached from the start.
 func (ld *load) checkGraph(def *Definition, startNode *yaml.Node) {
-	if def.Start != "" && def.byName[def.Start] == nil {
+	if def.Start != "" && !ld.declared[def.Start] {
 		ld.errorf(startNode, "start node %q does not exist", def.Start)
 		return
 	}
@@ -430,10 +515,18 @@ func (ld *load) checkGraph(def *Definition, startNode *yaml.Node) {
 		if n.Spec == nil {
 			continue
 		}
+		outcomes := map[string]bool{}
 		for _, e := range n.Spec.Edges() {
-			if e.To != "" && def.byName[e.To] == nil {
+			if outcomes[e.Outcome] && !ld.faulty[n.Name] {
+				// The FSM could take only one of them. (A kind that found a
+				// problem has most likely said so better.)
 				ld.probs = append(ld.probs, Problem{File: ld.file, Pos: e.Pos,
-					Msg: fmt.Sprintf("node %s: %s leads to node %q, which does not exist", n.Name, e.Outcome, e.To)})
+					Msg: fmt.Sprintf("node %s: outcome %s is given twice", n.Name, e.Outcome)})
+			}
+			outcomes[e.Outcome] = true
+			if e.To != "" && !ld.declared[e.To] {
+				ld.probs = append(ld.probs, Problem{File: ld.file, Pos: e.Pos,
+					Msg: fmt.Sprintf("node %s: outcome %s leads to node %q, which does not exist", n.Name, e.Outcome, e.To)})
 			}
 		}
 	}
@@ -456,16 +549,21 @@ func (ld *load) checkGraph(def *Definition, startNode *yaml.Node) {
 		}
 	}
 	for _, n := range def.Nodes {
-		if !seen[n.Name] && n.Spec != nil && !hasUnresolved(def) {
+		// Escalation nodes need no edge: the engine parks tasks there on its own
+		// errors (loop guard, run-time expression errors).
+		if !seen[n.Name] && n.Spec != nil && n.Kind != "escalation" && !ld.unresolved(def) {
 			ld.probs = append(ld.probs, Problem{File: ld.file, Pos: n.Pos,
 				Msg: fmt.Sprintf("node %s cannot be reached from start node %s", n.Name, def.Start)})
 		}
 	}
 }
 
-// hasUnresolved reports whether some node failed to compile, in which case
-// reachability would report noise.
-func hasUnresolved(def *Definition) bool {
+// unresolved reports whether some node has no kind or failed to compile, in
+// which case reachability would report noise.
+func (ld *load) unresolved(def *Definition) bool {
+	if len(def.Nodes) < len(ld.declared) {
+		return true
+	}
 	for _, n := range def.Nodes {
 		if n.Spec == nil {
 			return true
