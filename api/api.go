@@ -67,6 +67,8 @@ type Config struct {
 	// SandboxLiqPay, when non-nil, is mounted under /sandbox/liqpay/ (its
 	// paths seen without the prefix), without authentication.
 	SandboxLiqPay http.Handler
+	// SandboxVIA, when non-nil, is mounted under /sandbox/via/ likewise.
+	SandboxVIA http.Handler
 	// Now gives the time older_than filters count back from. Default
 	// time.Now.
 	Now func() time.Time
@@ -156,6 +158,9 @@ func New(cfg Config) http.Handler {
 	}))
 	if cfg.SandboxLiqPay != nil {
 		s.mux.Handle("/sandbox/liqpay/", http.StripPrefix("/sandbox/liqpay", cfg.SandboxLiqPay))
+	}
+	if cfg.SandboxVIA != nil {
+		s.mux.Handle("/sandbox/via/", http.StripPrefix("/sandbox/via", cfg.SandboxVIA))
 	}
 	return s
 }

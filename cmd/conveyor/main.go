@@ -27,6 +27,7 @@ var commands = []struct {
 	name, summary string
 	new           func(stdout, stderr io.Writer) command
 }{
+	{"demo", "run a LiqPay card hold end to end on a private server (sandbox, temporary database)", func(o, e io.Writer) command { return &demoCommand{stdout: o, stderr: e} }},
 	{"validate", "check flow files and print every problem as file:line:col", func(o, e io.Writer) command { return &validateCommand{stdout: o, stderr: e} }},
 	{"graph", "print a flow as a Mermaid or DOT graph", func(o, e io.Writer) command { return &graphCommand{stdout: o, stderr: e} }},
 	{"serve", "run the service: the HTTP API over the engine (--sandbox mounts the LiqPay simulator)", func(o, e io.Writer) command { return &serveCommand{stdout: o, stderr: e} }},

@@ -6,23 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
-	"github.com/conveyor-dev/conveyor/api"
-	"github.com/conveyor-dev/conveyor/engine"
-	"github.com/conveyor-dev/conveyor/nodes"
 	"github.com/conveyor-dev/conveyor/processes"
-	"github.com/conveyor-dev/conveyor/sandbox/liqpay"
-	"github.com/conveyor-dev/conveyor/store/bolt"
 )
 
 // shutdownTimeout bounds how long serve waits for requests in flight when
@@ -44,7 +33,7 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address; port 0 picks a free one. Not loopback: a token is required")
 	db := fs.String("db", "./conveyor.db", "database file; the data key is kept beside it in <db>.key (mode 0600)")
 	dir := fs.String("processes", "", "load every *.yaml and *.yml flow in `DIR` (default: the shipped flows)")
-	sandbox := fs.Bool("sandbox", false, "mount the LiqPay simulator under /sandbox/liqpay and point env.LIQPAY_URL and the liqpay secrets at it")
+	sandbox := fs.Bool("sandbox", false, "mount the LiqPay and VIA simulators under /sandbox/liqpay and /sandbox/via and point the flows' env (LIQPAY_URL, VIA_URL) and secrets at them")
 	token := fs.String("token", "", "bearer token of the API (default $"+envToken+"); empty: no authentication")
 	base := fs.String("base-url", "", "public base URL of the service, for callback URLs (default: from the listen address)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
@@ -86,102 +75,18 @@ Flags:
 		return fmt.Errorf("refusing to listen on %s without a token: anyone who reaches it could submit and change tasks. Set --token or %s, or listen on 127.0.0.1", *addr, envToken)
 	}
 	log := slog.New(slog.NewJSONHandler(c.stderr, &slog.HandlerOptions{Level: lvl}))
-	defer log.Info("stopped") // after the engine and the store, deferred below
-
-	loader := &processes.Loader{Kinds: nodes.Kinds()}
-	defs, err := loadFlows(loader, *dir, c.stderr)
+	svc, err := startService(ctx, serviceConfig{Addr: *addr, DB: *db, Dir: *dir, Sandbox: *sandbox, Token: *token,
+		BaseURL: *base, Environ: environ, Log: log, Stderr: c.stderr})
 	if err != nil {
 		return err
 	}
-	key, err := loadKey(*db+".key", *db)
-	if err != nil {
-		return err
+	if !local && *base == "" {
+		log.Warn("callback URLs use the listen address; set --base-url to the address providers reach", "base_url", svc.URL)
 	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
-	url := baseURL(ln.Addr())
-	if *base == "" {
-		*base = url
-		if !local {
-			log.Warn("callback URLs use the listen address; set --base-url to the address providers reach", "base_url", url)
-		}
-	}
-
-	env, secrets := flowConfig(environ)
-	var sb *liqpay.Server
-	if *sandbox {
-		sb = liqpay.New(liqpay.Config{Logger: log})
-		defer sb.Close()
-		env["LIQPAY_URL"] = *base + "/sandbox/liqpay"
-		secrets["liqpay_public_key"] = liqpay.DefaultPublicKey
-		secrets["liqpay_private_key"] = liqpay.DefaultPrivateKey
-	}
-	for _, d := range defs {
-		for _, s := range d.Secrets {
-			if secrets[s] == "" {
-				log.Warn("a flow names a secret that is not configured", "process", d.Name, "secret", s, "env", envPrefixSecret+strings.ToUpper(s))
-			}
-		}
-	}
-
-	st, err := bolt.Open(*db, bolt.Options{Logger: log})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	eng, err := engine.New(ctx, engine.Config{
-		Store: st, Definitions: defs, Loader: loader, Key: key, BaseURL: *base,
-		Env: env, Secrets: secrets, Logger: log, Metrics: api.NewMetrics(reg),
-	})
-	if err != nil {
-		return fmt.Errorf("%w (set %s<NAME> for every env.NAME a flow reads, or use --sandbox)", err, envPrefixEnv)
-	}
-	if err := eng.Start(ctx); err != nil {
-		return err
-	}
-	defer eng.Stop()
-
-	cfg := api.Config{Engine: eng, Token: *token, Logger: log, Registry: reg}
-	if sb != nil {
-		cfg.SandboxLiqPay = sb
-	}
-	srv := &http.Server{
-		Handler:           api.New(cfg),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
-		WriteTimeout:      time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	names := make([]string, len(defs))
-	for i, d := range defs {
-		names[i] = d.Name
-	}
-	log.Info("listening", "url", url, "base_url", *base, "processes", names, "sandbox", *sandbox, "auth", *token != "")
-	fmt.Fprintf(c.stdout, "conveyor: listening on %s\n", url)
-
-	select {
-	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("requests still in flight at shutdown", "err", err)
-	}
-	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Warn("server", "err", err)
-	}
-	return nil
+	fmt.Fprintf(c.stdout, "conveyor: listening on %s\n", svc.URL)
+	err = svc.wait(ctx)
+	log.Info("stopped")
+	return err
 }
 
 // loadFlows loads the shipped flows, or every *.yaml and *.yml file in dir;

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/conveyor-dev/conveyor/api"
+	"github.com/conveyor-dev/conveyor/engine"
+	"github.com/conveyor-dev/conveyor/nodes"
+	"github.com/conveyor-dev/conveyor/processes"
+	"github.com/conveyor-dev/conveyor/sandbox/liqpay"
+	"github.com/conveyor-dev/conveyor/sandbox/via"
+	"github.com/conveyor-dev/conveyor/store/bolt"
+)
+
+// serviceConfig is what a running service is built from; serve fills it
+// from flags, demo from its defaults.
+type serviceConfig struct {
+	Addr    string // listen address
+	DB      string // bolt file; the key lives in DB + ".key"
+	Dir     string // flows directory; "" for the shipped flows
+	Sandbox bool   // mount the simulators and point the flows at them
+	Token   string // API bearer token; "" for none
+	BaseURL string // callback base URL; "" for the listen address
+	Environ []string
+	Log     *slog.Logger
+	Stderr  io.Writer // where flow problems are printed
+	// Engine adjusts the engine's configuration before it is built.
+	Engine func(*engine.Config)
+}
+
+// service is a running Conveyor: store, engine, simulators and HTTP server.
+type service struct {
+	URL     string
+	log     *slog.Logger
+	ln      net.Listener
+	st      *bolt.DB
+	eng     *engine.Engine
+	srv     *http.Server
+	served  chan error
+	closers []func()
+}
+
+// startService opens everything and starts serving; shutdown undoes it.
+func startService(ctx context.Context, cfg serviceConfig) (_ *service, err error) {
+	s := &service{log: cfg.Log, served: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	loader := &processes.Loader{Kinds: nodes.Kinds()}
+	defs, err := loadFlows(loader, cfg.Dir, cfg.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	key, err := loadKey(cfg.DB+".key", cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, func() { s.ln.Close() })
+	s.URL = baseURL(s.ln.Addr())
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = s.URL
+	}
+	env, secrets := flowConfig(cfg.Environ)
+	apiCfg := api.Config{Token: cfg.Token, Logger: cfg.Log, Registry: prometheus.NewRegistry()}
+	if cfg.Sandbox {
+		s.sandboxes(cfg, &apiCfg, env, secrets)
+	}
+	st, err := bolt.Open(cfg.DB, bolt.Options{Logger: cfg.Log})
+	if err != nil {
+		return nil, err
+	}
+	s.st = st
+	s.closers = append(s.closers, func() { st.Close() })
+	apiCfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ecfg := engine.Config{Store: st, Definitions: defs, Loader: loader, Key: key, BaseURL: cfg.BaseURL,
+		Env: env, Secrets: secrets, Logger: cfg.Log, Metrics: api.NewMetrics(apiCfg.Registry)}
+	if cfg.Engine != nil {
+		cfg.Engine(&ecfg)
+	}
+	if s.eng, err = engine.New(ctx, ecfg); err != nil {
+		return nil, fmt.Errorf("%w (set %s<NAME> for every env.NAME and %s<NAME> for every secret a flow uses, or try --sandbox)", err, envPrefixEnv, envPrefixSecret)
+	}
+	if err := s.eng.Start(ctx); err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, s.eng.Stop)
+	apiCfg.Engine = s.eng
+	s.srv = &http.Server{
+		Handler:           api.New(apiCfg),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
+	}
+	go func() { s.served <- s.srv.Serve(s.ln) }()
+	names := make([]string, len(defs))
+	for i, d := range defs {
+		names[i] = d.Name
+	}
+	cfg.Log.Info("listening", "url", s.URL, "base_url", cfg.BaseURL, "processes", strings.Join(names, ","), "sandbox", cfg.Sandbox, "auth", cfg.Token != "")
+	return s, nil
+}
+
+// sandboxes mounts the LiqPay and VIA simulators and points the flows'
+// variables and secrets at them.
+func (s *service) sandboxes(cfg serviceConfig, apiCfg *api.Config, env, secrets map[string]string) {
+	lp := liqpay.New(liqpay.Config{Logger: cfg.Log})
+	vs := via.New(via.Config{Logger: cfg.Log})
+	s.closers = append(s.closers, func() { lp.Close(); vs.Close() })
+	apiCfg.SandboxLiqPay, apiCfg.SandboxVIA = lp, vs
+	env["LIQPAY_URL"] = cfg.BaseURL + "/sandbox/liqpay"
+	secrets["liqpay_public_key"] = liqpay.DefaultPublicKey
+	secrets["liqpay_private_key"] = liqpay.DefaultPrivateKey
+	env["VIA_URL"] = cfg.BaseURL + "/sandbox/via"
+	secrets["via_client_id"] = via.DefaultClientID
+	secrets["via_client_secret"] = via.DefaultClientSecret
+}
+
+// wait blocks until ctx ends or the server fails, then shuts down.
+func (s *service) wait(ctx context.Context) error {
+	var err error
+	select {
+	case err = <-s.served:
+		err = fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.shutdown()
+	return err
+}
+
+// shutdown stops taking requests (waiting for those in flight), then stops
+// the engine, the simulators and the store.
+func (s *service) shutdown() {
+	if s.srv != nil {
+		s.log.Info("shutting down")
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := s.srv.Shutdown(sctx); err != nil {
+			s.log.Warn("requests still in flight at shutdown", "err", err)
+		}
+		if err := <-s.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Warn("server", "err", err)
+		}
+		s.srv = nil
+	}
+	s.close()
+}
+
+func (s *service) close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
+}
