@@ -75,8 +75,8 @@ func setup(t *testing.T, o options) *bundle {
 	reg := prometheus.NewRegistry()
 	eng, err := engine.New(context.Background(), engine.Config{
 		Store: st, Definitions: defs, Loader: l, Key: engine.NewKey(), BaseURL: base, Logger: log,
-		Env:     map[string]string{"LIQPAY_URL": base + "/sandbox/liqpay"},
-		Secrets: map[string]string{"liqpay_public_key": liqpay.DefaultPublicKey, "liqpay_private_key": liqpay.DefaultPrivateKey},
+		Env:     map[string]string{"LIQPAY_URL": base + "/sandbox/liqpay", "VIA_URL": base + "/sandbox/via"},
+		Secrets: map[string]string{"liqpay_public_key": liqpay.DefaultPublicKey, "liqpay_private_key": liqpay.DefaultPrivateKey, "via_client_id": "system", "via_client_secret": "system123"},
 		Metrics: api.NewMetrics(reg),
 	})
 	if err != nil {

@@ -84,7 +84,9 @@ func (e *Engine) call(id uuid.UUID) {
 			return
 		}
 		applyWrites(s.data, v.Result.Writes)
-		e.eraseSecrets(s, n)
+		if v.Result.Outcome != nodes.OutError {
+			e.eraseSecrets(s, n.Sensitive) // used; an operator retry after an error still needs them
+		}
 		e.move(s, v.Result.Outcome, actorProvider, detail, v.Result.Failure)
 	})
 }
@@ -115,12 +117,22 @@ func (e *Engine) afterReply(id uuid.UUID, attempt int, visit time.Time, apply fu
 	}
 }
 
-// eraseSecrets removes the secret fields a node used, once its call is done:
-// a CVV is needed for the call and its retries, and never after.
-func (e *Engine) eraseSecrets(s *state, n *processes.Node) {
-	for _, name := range n.Sensitive {
+// eraseSecrets removes the named fields that are secret input fields: a CVV
+// is needed for its call and the call's retries (also an operator's retry
+// after a failure), and never after the call succeeded or the task ended.
+func (e *Engine) eraseSecrets(s *state, names []string) {
+	for _, name := range names {
 		if f := s.def.Input.Field(name); f != nil && f.Sensitive == processes.SensitiveSecret {
 			delete(s.data, name)
+		}
+	}
+}
+
+// eraseAllSecrets removes every secret input field, when a task ends.
+func (e *Engine) eraseAllSecrets(s *state) {
+	for _, f := range s.def.Input.Sensitive() {
+		if f.Sensitive == processes.SensitiveSecret {
+			delete(s.data, f.Name)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -136,6 +137,14 @@ const maxEarly = 4
 // when it gets there (accepted); anything else that passes the process's
 // callback codec is recorded in the history and answered not_waiting.
 func (e *Engine) lateCallback(ctx context.Context, s *state, req CallbackRequest) (CallbackResult, error) {
+	if req.Token == "" && req.Node == "" {
+		// A service's command by ref (authenticated by the API token): no
+		// provider envelope to check and nothing to keep for later.
+		if acceptedBefore(s.t, req.Body) {
+			return result(CallbackDuplicate, s.t), nil
+		}
+		return e.recordLate(ctx, s, req)
+	}
 	cbNode := e.callbackNodeFor(s)
 	if cbNode != nil && hasMark(s.t, markHash(cbNode.Name, req.Body)) {
 		return result(CallbackDuplicate, s.t), nil
@@ -159,8 +168,12 @@ func (e *Engine) lateCallback(ctx context.Context, s *state, req CallbackRequest
 		}
 		return result(CallbackAccepted, s.t), nil
 	}
-	// A provider retrying the same late callback is answered the same way but
-	// recorded once.
+	return e.recordLate(ctx, s, req)
+}
+
+// recordLate records a callback the task was not waiting for, once: a
+// sender retrying the same late callback is answered the same way.
+func (e *Engine) recordLate(ctx context.Context, s *state, req CallbackRequest) (CallbackResult, error) {
 	late := "late:" + markHash(s.t.Node, req.Body)
 	if hasMark(s.t, late) {
 		return result(CallbackNotWaiting, s.t), nil
@@ -258,6 +271,17 @@ func markHash(node string, body []byte) string {
 	h.Write([]byte(node + "\x00"))
 	h.Write(body)
 	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// acceptedBefore reports whether body was accepted by any callback node of
+// the task before (among the marks kept).
+func acceptedBefore(t *store.Task, body []byte) bool {
+	for _, m := range t.Marks {
+		if !strings.HasPrefix(m.Hash, "late:") && m.Hash == markHash(m.Node, body) {
+			return true
+		}
+	}
+	return false
 }
 
 func hasMark(t *store.Task, hash string) bool {

@@ -11,7 +11,6 @@ import (
 	"github.com/google/uuid"
 
 	conveyor "github.com/conveyor-dev/conveyor"
-	"github.com/conveyor-dev/conveyor/processes"
 	"github.com/conveyor-dev/conveyor/store"
 )
 
@@ -54,6 +53,7 @@ func (e *Engine) Cancel(ctx context.Context, id uuid.UUID, a Action) (*TaskView,
 		s.record(s.t.Node, s.t.Node, "operator_cancel", actorOr(a.Actor, "operator"), a.Reason, "")
 		s.t.Status, s.t.Finished = store.StatusCanceled, s.now
 		s.t.TimerAt, s.t.Timer = time.Time{}, ""
+		e.eraseAllSecrets(s)
 		return nil
 	})
 }
@@ -107,9 +107,7 @@ func (e *Engine) reenter(s *state, to, event string, a Action, detail string) er
 	}
 	s.record(s.t.Node, to, event, actorOr(a.Actor, "operator"), a.Reason, detail)
 	s.t.Error, s.t.Steps = nil, 0
-	delete(s.data, processes.FieldErrCode)
-	delete(s.data, processes.FieldErrDescription)
-	delete(s.data, processes.FieldFailedNode)
+	clearErrFields(s.data)
 	e.enter(s, to, nil)
 	e.advance(s)
 	return nil

@@ -40,6 +40,10 @@ func (e *Engine) enter(s *state, name string, failure *nodes.Failure) {
 		s.data[processes.FieldErrCode] = failure.Code
 		s.data[processes.FieldErrDescription] = failure.Description
 		s.data[processes.FieldFailedNode] = prev
+	} else if c := n.Spec.Class(); c == processes.Wait || c == processes.Final && !isErrorFinal(n) {
+		// err_* describe the failure that brought the task here; once it
+		// waits again or succeeds without one, they are history.
+		clearErrFields(s.data)
 	}
 	switch n.Spec.Class() {
 	case processes.Instant, processes.Call:
@@ -52,6 +56,7 @@ func (e *Engine) enter(s *state, name string, failure *nodes.Failure) {
 		}
 		s.t.Finished = s.now
 		s.t.Error = nil
+		e.eraseAllSecrets(s)
 	case processes.Wait:
 		s.t.Steps = 0
 		s.t.Status = store.StatusWaiting
@@ -225,4 +230,15 @@ func (e *Engine) commitOrLog(ctx context.Context, s *state) error {
 	}
 	e.log.Error("commit task", "task_id", s.t.ID, "node", s.t.Node, "err", err)
 	return err
+}
+
+func isErrorFinal(n *processes.Node) bool {
+	f, ok := n.Spec.(*nodes.Final)
+	return ok && f.Result() == nodes.ResultError
+}
+
+func clearErrFields(data map[string]any) {
+	delete(data, processes.FieldErrCode)
+	delete(data, processes.FieldErrDescription)
+	delete(data, processes.FieldFailedNode)
 }

@@ -179,6 +179,9 @@ func (e *Engine) env(s *state, n *processes.Node) (processes.Env, error) {
 		"id": s.t.ID.String(), "ref": s.t.Ref, "process": s.t.Process, "version": s.t.Version,
 		"node": s.t.Node, "attempt": s.t.Attempt, "callback_url": e.callbackURL(s.t.Token),
 		"idempotency_key": idempotencyKey(s.t), "created": s.t.Created.UTC().Format(time.RFC3339),
+		// now is the engine's clock (not the wall clock expr's now() reads), so
+		// deadlines computed in flows follow the clock tests control.
+		"now": s.now.UTC(), "now_unix": s.now.Unix(),
 	}
 	envMap := make(map[string]any, len(e.cfg.Env))
 	for k, v := range e.cfg.Env {

@@ -2,6 +2,7 @@ package nodes
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -23,15 +24,30 @@ import (
 //	  timeout: 180s
 //	  on_timeout: escalation
 //	  next: check_status
+//
+// Instead of timeout, until names an absolute deadline taken from the data
+// (RFC 3339 text or Unix seconds), e.g. a hold's validity. guards lists
+// conditions the body must meet, each with the message a refused sender gets:
+//
+//	guards:
+//	  - {when: 'callback.command in ["capture", "cancel"]', message: "unknown command"}
+//	  - {when: 'callback.amount == nil || dec_cmp(callback.amount, held) <= 0', message: "capture above the held amount"}
 type Callback struct {
 	timeout    time.Duration
+	until      *processes.Template
+	guards     []guard
 	codec      string
 	privateKey string
 	taskIDPath string
 	saveAs     string
 	schema     *processes.Schema
-	guard      *processes.Expr
 	edges      []processes.Edge
+}
+
+// guard is a condition a callback body must meet, and why it is refused.
+type guard struct {
+	when    *processes.Expr
+	message *processes.Template
 }
 
 // CodecConfig names a codec and, for signed ones, the secrets it uses.
@@ -45,11 +61,16 @@ type callbackConfig struct {
 	Codec      codecField `yaml:"codec"`
 	TaskIDPath string     `yaml:"task_id_path"`
 	Timeout    string     `yaml:"timeout"`
+	Until      string     `yaml:"until"`
 	OnTimeout  string     `yaml:"on_timeout"`
 	Next       string     `yaml:"next"`
 	SaveAs     string     `yaml:"save_as"`
 	Schema     any        `yaml:"schema"` // compiled by c.Schema
 	Guard      string     `yaml:"guard"`
+	Guards     []struct {
+		When    string `yaml:"when"`
+		Message string `yaml:"message"`
+	} `yaml:"guards"`
 }
 
 // DefaultCallbackField is where a callback's body is saved unless save_as says otherwise.
@@ -82,10 +103,15 @@ func (callbackKind) Compile(c *processes.NodeContext) processes.Spec {
 	}
 	cb.edges = edge(c, nil, OutNext, "next", cfg.Next)
 	cb.edges = edge(c, cb.edges, OutTimeout, "on_timeout", cfg.OnTimeout)
-	if cfg.Timeout == "" {
-		c.Errorf("", "missing timeout: a callback node must not wait forever")
-	} else {
+	switch {
+	case cfg.Timeout != "" && cfg.Until != "":
+		c.Errorf("until", "give either timeout or until, not both")
+	case cfg.Timeout != "":
 		cb.timeout = c.Duration("timeout", cfg.Timeout)
+	case cfg.Until != "":
+		cb.until = c.Template("until", cfg.Until, processes.UseData)
+	default:
+		c.Errorf("", "missing timeout (or until): a callback node must not wait forever")
 	}
 	if cfg.OnTimeout == "" {
 		c.Errorf("", "missing on_timeout: name the node the task goes to when no callback comes")
@@ -94,7 +120,19 @@ func (callbackKind) Compile(c *processes.NodeContext) processes.Spec {
 	cb.codec, cb.privateKey = codec.Name, codec.PrivateKey
 	cb.schema = c.Schema("schema")
 	if cfg.Guard != "" {
-		cb.guard = c.Expr("guard", cfg.Guard, false)
+		cb.guards = append(cb.guards, guard{when: c.Expr("guard", cfg.Guard, false)})
+	}
+	for i, g := range cfg.Guards {
+		path := fmt.Sprintf("guards[%d]", i)
+		if g.When == "" {
+			c.Errorf(path, "guard without when")
+			continue
+		}
+		gd := guard{when: c.Expr(path+".when", g.When, false)}
+		if g.Message != "" {
+			gd.message = c.Template(path+".message", g.Message, processes.UseData)
+		}
+		cb.guards = append(cb.guards, gd)
 	}
 	return cb
 }
@@ -115,7 +153,16 @@ func (cb *Callback) TaskIDPath() string { return cb.taskIDPath }
 func (cb *Callback) SaveAs() string { return cb.saveAs }
 
 // Deadline implements Waiter.
-func (cb *Callback) Deadline(in *Input) (time.Time, error) { return in.Now.Add(cb.timeout), nil }
+func (cb *Callback) Deadline(in *Input) (time.Time, error) {
+	if cb.until == nil {
+		return in.Now.Add(cb.timeout), nil
+	}
+	v, err := cb.until.Render(in.Env)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return parseTime(v)
+}
 
 // Expire implements Waiter.
 func (cb *Callback) Expire(*Input) Result { return Result{Outcome: OutTimeout} }
@@ -145,13 +192,22 @@ func (cb *Callback) Accept(in *Input, body map[string]any) (Result, error) {
 			return Result{}, conveyor.Errorf(conveyor.EInvalid, "callback refused: %v", err)
 		}
 	}
-	if cb.guard != nil {
-		ok, err := cb.guard.Bool(withValue(in.Env, splitPath(cb.saveAs), exprValue(body)))
-		if err != nil {
-			return Result{}, conveyor.Errorf(conveyor.EInvalid, "callback refused: guard: %v", err)
-		}
-		if !ok {
-			return Result{}, conveyor.Errorf(conveyor.EInvalid, "callback refused: guard %s is false", cb.guard.Src)
+	if len(cb.guards) > 0 {
+		env := withValue(in.Env, splitPath(cb.saveAs), exprValue(body))
+		for _, g := range cb.guards {
+			ok, err := g.when.Bool(env)
+			if err != nil {
+				return Result{}, conveyor.Errorf(conveyor.EInvalid, "callback refused: guard: %v", err)
+			}
+			if ok {
+				continue
+			}
+			if g.message != nil {
+				if msg, err := g.message.String(env); err == nil && msg != "" {
+					return Result{}, conveyor.Errorf(conveyor.EInvalid, "callback refused: %s", msg)
+				}
+			}
+			return Result{}, conveyor.Errorf(conveyor.EInvalid, "callback refused: guard %s is false", g.when.Src)
 		}
 	}
 	return Result{Outcome: OutNext, Writes: []Write{{Path: splitPath(cb.saveAs), Value: body}}}, nil

@@ -39,6 +39,9 @@ type Field struct {
 	MinLength   int      `yaml:"min_length,omitempty" json:"min_length,omitempty"`
 	MaxLength   int      `yaml:"max_length,omitempty" json:"max_length,omitempty"`
 	Pattern     string   `yaml:"pattern,omitempty" json:"pattern,omitempty"`
+	// Minimum and Maximum bound decimal and integer fields, compared exactly.
+	Minimum string `yaml:"minimum,omitempty" json:"minimum,omitempty"`
+	Maximum string `yaml:"maximum,omitempty" json:"maximum,omitempty"`
 	Sensitive   string   `yaml:"sensitive,omitempty" json:"sensitive,omitempty"`
 	Description string   `yaml:"description,omitempty" json:"description,omitempty"`
 	Pos         Pos      `yaml:"-" json:"-"`
@@ -151,6 +154,7 @@ func (f *Field) check(v any) string {
 		if len(f.Enum) > 0 && !slices.Contains(f.Enum, s) {
 			return "must be one of " + strings.Join(f.Enum, ", ")
 		}
+		return f.checkRange(s)
 	case TypeInteger:
 		n, ok := v.(json.Number)
 		if !ok {
@@ -159,6 +163,7 @@ func (f *Field) check(v any) string {
 		if _, ok := new(big.Int).SetString(string(n), 10); !ok {
 			return "must be an integer"
 		}
+		return f.checkRange(string(n))
 	case TypeBoolean:
 		if _, ok := v.(bool); !ok {
 			return "must be true or false"
@@ -245,4 +250,19 @@ func (s *Schema) ValidateKnown(data map[string]any) error {
 		return errs
 	}
 	return nil
+}
+
+// checkRange compares a numeric value with the field's bounds, exactly.
+func (f *Field) checkRange(s string) string {
+	v, ok := new(big.Rat).SetString(s)
+	if !ok {
+		return ""
+	}
+	if lo, ok := new(big.Rat).SetString(f.Minimum); f.Minimum != "" && ok && v.Cmp(lo) < 0 {
+		return "must be at least " + f.Minimum
+	}
+	if hi, ok := new(big.Rat).SetString(f.Maximum); f.Maximum != "" && ok && v.Cmp(hi) > 0 {
+		return "must be at most " + f.Maximum
+	}
+	return ""
 }

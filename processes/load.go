@@ -348,6 +348,16 @@ func (ld *load) input(v *yaml.Node, s *Schema, what string) {
 		if f.Sensitive != "" && f.Type != TypeString {
 			ld.errorf(mapValue(fv, "sensitive"), "%s field %s: only string fields can be sensitive", what, f.Name)
 		}
+		for key, bound := range map[string]string{"minimum": f.Minimum, "maximum": f.Maximum} {
+			if bound == "" {
+				continue
+			}
+			if f.Type != TypeDecimal && f.Type != TypeInteger {
+				ld.errorf(mapValue(fv, key), "%s field %s: %s applies to decimal and integer fields only", what, f.Name, key)
+			} else if !decimalRE.MatchString(bound) {
+				ld.errorf(mapValue(fv, key), "%s field %s: %s must be a number such as 0 or 0.01", what, f.Name, key)
+			}
+		}
 		if f.Pattern != "" {
 			re, err := regexp.Compile(f.Pattern)
 			if err != nil {
