@@ -19,14 +19,16 @@ import (
 	"github.com/conveyor-dev/conveyor/sandbox/liqpay"
 )
 
-func TestSandbox_liqpay(t *testing.T) {
-	t.Parallel()
+// startSandbox runs `conveyor sandbox ...` in-process and returns its URL and
+// a stop function that checks it exits 0.
+func startSandbox(t *testing.T, provider string, args ...string) (base string, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	stderr := &syncBuffer{}
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"sandbox", "liqpay", "--addr", "127.0.0.1:0", "--faults", "duplicate_callback"}, pw, stderr)
+		done <- run(ctx, append([]string{"sandbox", provider, "--addr", "127.0.0.1:0"}, args...), pw, stderr)
 		pw.Close()
 	}()
 	lines := make(chan string, 8)
@@ -37,11 +39,10 @@ func TestSandbox_liqpay(t *testing.T) {
 			lines <- sc.Text()
 		}
 	}()
-	var base string
 	select {
 	case line := <-lines:
 		var ok bool
-		if base, ok = strings.CutPrefix(line, "conveyor: liqpay sandbox listening on "); !ok {
+		if base, ok = strings.CutPrefix(line, "conveyor: "+provider+" sandbox listening on "); !ok {
 			t.Fatalf("first line %q; stderr:\n%s", line, stderr)
 		}
 	case <-time.After(waitBudget):
@@ -51,7 +52,22 @@ func TestSandbox_liqpay(t *testing.T) {
 		for range lines {
 		}
 	}()
+	return base, func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("exit %d; stderr:\n%s", code, stderr)
+			}
+		case <-time.After(waitBudget):
+			t.Fatal("the sandbox did not stop")
+		}
+	}
+}
 
+func TestSandbox_liqpay(t *testing.T) {
+	t.Parallel()
+	base, stop := startSandbox(t, "liqpay", "--faults", "duplicate_callback")
 	data, sig, err := liqpay.Encode(liqpay.DefaultPrivateKey, map[string]any{"version": 3, "public_key": liqpay.DefaultPublicKey,
 		"action": "status", "order_id": "nope"})
 	if err != nil {
@@ -67,22 +83,35 @@ func TestSandbox_liqpay(t *testing.T) {
 	if err != nil || reply["err_code"] != "payment_not_found" {
 		t.Errorf("status of an unknown order: %v %v", err, reply)
 	}
-
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Errorf("exit %d; stderr:\n%s", code, stderr)
-		}
-	case <-time.After(waitBudget):
-		t.Fatal("the sandbox did not stop")
-	}
+	stop()
 
 	var out, errs bytes.Buffer
-	for _, args := range [][]string{{"sandbox"}, {"sandbox", "visa"}, {"sandbox", "liqpay", "--faults", "gremlins"}} {
+	for _, args := range [][]string{{"sandbox"}, {"sandbox", "visa"}, {"sandbox", "liqpay", "--faults", "gremlins"}, {"sandbox", "via", "--faults", "gremlins"}} {
 		if code := run(context.Background(), args, &out, &errs); code != 2 {
 			t.Errorf("conveyor %s: exit %d, want 2", strings.Join(args, " "), code)
 		}
+	}
+}
+
+func TestSandbox_via(t *testing.T) {
+	t.Parallel()
+	base, stop := startSandbox(t, "via")
+	defer stop()
+	req, _ := http.NewRequest(http.MethodPost, base+"/partner/hold/create", strings.NewReader(`{"merchantId": "mrt_qwegFC1lHGaAzJIRphv4LdU10zX",
+		"externalId": "cli-1", "cardToken": "VLH8VNWKE3SBBBZEKA86T5PF72ZNTEST", "amount": 10000, "currency": "UZS", "accounts": {"account": "1"}}`))
+	req.Header.Set("client-id", "system")
+	req.Header.Set("client-secret", "system123")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reply struct {
+		Data struct{ HoldID, Status string }
+	}
+	err = json.NewDecoder(resp.Body).Decode(&reply)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || !strings.HasPrefix(reply.Data.HoldID, "phl_") || reply.Data.Status != "NEW" {
+		t.Errorf("create: %d %v %+v", resp.StatusCode, err, reply)
 	}
 }
 
