@@ -14,6 +14,7 @@ import (
 	conveyor "github.com/conveyor-dev/conveyor"
 	"github.com/conveyor-dev/conveyor/engine"
 	"github.com/conveyor-dev/conveyor/store"
+	"github.com/conveyor-dev/conveyor/store/bolt"
 )
 
 const (
@@ -655,4 +656,38 @@ func TestEngine_New_missingConfig(t *testing.T) {
 	if _, err := engine.New(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "env.PROVIDER_URL") {
 		t.Errorf("missing env: %v", err)
 	}
+}
+
+func TestEngine_call_onUnknown(t *testing.T) {
+	t.Parallel()
+
+	t.Run("a call in flight at a restart is not sent again but routed to on_unknown", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		b.provider.script(answer{status: 503, body: `{}`}, answer{status: 200, body: `{"status":"pending"}`})
+		v := b.submit("payment", "", paymentData)
+		b.waitFor(v.ID, "retry scheduled", func(t *store.Task) bool { return t.Timer == "retry" })
+		b.stop()
+		// The durable state of "the retry timer fired and attempt 2 was on the
+		// wire" when the process died: attempt 2 owed, no timer.
+		st, err := bolt.Open(b.path, bolt.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		task, _ := st.Task(context.Background(), v.ID)
+		rev := task.Rev
+		task.Timer, task.TimerAt = "", time.Time{}
+		if err := st.Commit(context.Background(), store.Change{Task: task, Rev: rev}); err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+		b.start()
+		got := b.waitIn(v.ID, "wait", store.StatusWaiting)
+		if n := len(b.provider.seen()); n != 1 {
+			t.Errorf("the provider saw %d requests; the call of unknown outcome must not be resent", n)
+		}
+		if !bytes.Contains(got.Data, []byte(`"asked_status":true`)) || !strings.Contains(events(b.history(v.ID)), "unknown") {
+			t.Errorf("history %q, data %s", events(b.history(v.ID)), got.Data)
+		}
+	})
 }

@@ -205,9 +205,14 @@ func (e *Engine) runTask(id uuid.UUID) {
 		return
 	}
 	if n.Spec.Class() == processes.Call && s.t.Attempt > 0 {
-		unlock()
-		e.startCall(id) // a call decided before a restart: send it again, same key
-		return
+		if api, ok := n.Spec.(*nodes.API); !ok || !api.OnUnknown() {
+			unlock()
+			e.startCall(id) // a call decided before a restart: send it again, same key
+			return
+		}
+		// The flow asked not to resend a call whose outcome is unknown.
+		e.move(s, nodes.OutUnknown, actorEngine, "the engine restarted while this call was in flight; its outcome is unknown",
+			&nodes.Failure{Code: "outcome_unknown", Description: "the engine restarted while the call was in flight"})
 	}
 	e.advance(s)
 	err = e.commitOrLog(ctx, s)

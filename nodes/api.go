@@ -25,6 +25,11 @@ import (
 // and picks the outcome. Failures that the retry policy covers are retried
 // on durable timers; the rest, and the last attempt, take on_error.
 //
+// on_unknown, when set, names where a task goes when the call's outcome is
+// unknown — the attempt timed out, or the engine restarted while the call was
+// in flight — instead of sending it again: a capture whose reply was lost
+// should ask the provider's status before anything else.
+//
 //	calling_api:
 //	  type: api
 //	  request:
@@ -40,19 +45,20 @@ import (
 //	  next: receive_callback
 //	  on_error: escalation
 type API struct {
-	method   string
-	url      *processes.Template
-	query    *processes.Value
-	headers  []header
-	body     *processes.Value
-	codec    CodecConfig
-	timeout  time.Duration
-	retry    RetryPolicy
-	accept   []int
-	saveAs   string
-	cases    []apiCase
-	edges    []processes.Edge
-	hasError bool
+	onUnknown bool
+	method    string
+	url       *processes.Template
+	query     *processes.Value
+	headers   []header
+	body      *processes.Value
+	codec     CodecConfig
+	timeout   time.Duration
+	retry     RetryPolicy
+	accept    []int
+	saveAs    string
+	cases     []apiCase
+	edges     []processes.Edge
+	hasError  bool
 }
 
 type header struct {
@@ -121,8 +127,9 @@ type apiConfig struct {
 			Description string `yaml:"description"`
 		} `yaml:"error"`
 	} `yaml:"cases"`
-	Next    string `yaml:"next"`
-	OnError string `yaml:"on_error"`
+	Next      string `yaml:"next"`
+	OnError   string `yaml:"on_error"`
+	OnUnknown string `yaml:"on_unknown"`
 }
 
 // DefaultAPITimeout is an api node's timeout when it sets none.
@@ -199,7 +206,7 @@ func (apiKind) Compile(c *processes.NodeContext) processes.Spec {
 			name = fmt.Sprintf("case%d", i+1)
 		}
 		switch {
-		case name == OutNext || name == OutError:
+		case name == OutNext || name == OutError || name == OutUnknown:
 			c.Errorf(path+".name", "case name %q is reserved: it is an outcome of every api node", name)
 		case seen[name]:
 			c.Errorf(path+".name", "case name %q is used twice", name)
@@ -233,8 +240,14 @@ func (apiKind) Compile(c *processes.NodeContext) processes.Spec {
 		c.Errorf("", "missing on_error: name the node failed calls go to (usually an escalation)")
 	}
 	a.edges = edge(c, a.edges, OutError, "on_error", cfg.OnError)
+	a.edges = edge(c, a.edges, OutUnknown, "on_unknown", cfg.OnUnknown)
+	a.onUnknown = cfg.OnUnknown != ""
 	return a
 }
+
+// OnUnknown reports whether the node sends calls of unknown outcome to its
+// on_unknown node rather than sending them again.
+func (a *API) OnUnknown() bool { return a.onUnknown }
 
 func (a *API) compileRetry(c *processes.NodeContext, cfg apiConfig) {
 	r := cfg.Retry
@@ -428,6 +441,10 @@ type Verdict struct {
 // draws jitter in [0, 1).
 func (a *API) Judge(in *Input, attempt int, rep Reply, rnd func() float64) Verdict {
 	class := classify(rep)
+	if class == ClassTimeout && a.onUnknown {
+		return Verdict{Result: Result{Outcome: OutUnknown, Failure: &Failure{Code: "outcome_unknown",
+			Description: fmt.Sprintf("no reply within %s: the provider may or may not have acted", a.timeout)}}}
+	}
 	if class != "" {
 		if slices.Contains(a.retry.On, class) && attempt < a.retry.Attempts {
 			return Verdict{Retry: true, Delay: a.retry.delay(attempt, rnd)}

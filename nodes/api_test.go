@@ -453,3 +453,35 @@ func TestAPI_accessors(t *testing.T) {
 	}
 	diff(t, "Edges", []string{"next->done", "queued->later", "by_header->later", "error->failed"}, edges)
 }
+
+// TestAPI_Judge_onUnknown: with on_unknown, a timed-out attempt is not
+// retried but routed there (the provider may have acted); other failures
+// keep the retry policy.
+func TestAPI_Judge_onUnknown(t *testing.T) {
+	t.Parallel()
+	def := compile(t, flow("{}", `
+  call:
+    type: api
+    request: {url: "https://api.example/capture"}
+    retry: {attempts: 3}
+    next: done
+    on_error: done
+    on_unknown: check
+  check: {type: final, result: success}
+  done: {type: final, result: success}`))
+	call := spec[*nodes.API](t, def, "call")
+	if !call.OnUnknown() {
+		t.Fatal("OnUnknown() = false")
+	}
+	in := &nodes.Input{Env: processes.Env{}}
+	v := call.Judge(in, 1, nodes.Reply{Err: timeoutErr{}}, nil)
+	if v.Retry || v.Result.Outcome != nodes.OutUnknown || v.Result.Failure.Code != "outcome_unknown" {
+		t.Errorf("timeout: %+v", v)
+	}
+	if v := call.Judge(in, 1, nodes.Reply{Status: 503}, nil); !v.Retry {
+		t.Errorf("5xx with attempts left: %+v, want a retry", v)
+	}
+	if to, err := def.Fire("call", nodes.OutUnknown); err != nil || to != "check" {
+		t.Errorf("unknown leads to %q, %v", to, err)
+	}
+}

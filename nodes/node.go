@@ -21,6 +21,7 @@ const (
 	OutError   = "error"   // an api call failed or a reply was mapped to error
 	OutTimeout = "timeout" // a waiting node's timer fired
 	OutDefault = "default" // no condition case matched
+	OutUnknown = "unknown" // an api call's outcome is unknown (timeout, or a restart mid-call)
 )
 
 // Kinds returns the standard node kinds, keyed by type name.
