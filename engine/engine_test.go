@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -690,4 +694,36 @@ func TestEngine_call_onUnknown(t *testing.T) {
 			t.Errorf("history %q, data %s", events(b.history(v.ID)), got.Data)
 		}
 	})
+}
+
+// TestEngine_call_redirect: a provider's redirect to another host is not
+// followed: a flow's URL decides where requests (and card data) go.
+func TestEngine_call_redirect(t *testing.T) {
+	t.Parallel()
+	var elsewhere atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Skipf("no second loopback address: %v", err)
+	}
+	other := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { elsewhere.Add(1) }))
+	other.Listener = ln
+	other.Start()
+	defer other.Close()
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/steal", http.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+	b := setup(t, func(c *engine.Config) { c.Env = map[string]string{"PROVIDER_URL": redirector.URL} })
+	v := b.submit("payment", "", paymentData)
+	for range 2 {
+		b.waitFor(v.ID, "a retry", func(t *store.Task) bool { return t.Timer == "retry" })
+		b.advance(10 * time.Second)
+	}
+	task := b.waitIn(v.ID, "escalation", store.StatusEscalated)
+	if elsewhere.Load() != 0 {
+		t.Errorf("the other host got %d requests", elsewhere.Load())
+	}
+	if task.Error.Code != "network_error" || !strings.Contains(task.Error.Description, "redirect to another host") {
+		t.Errorf("error %+v", task.Error)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/conveyor-dev/conveyor/engine"
 	"github.com/conveyor-dev/conveyor/processes"
 )
 
@@ -37,6 +38,7 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	token := fs.String("token", "", "bearer token of the API (default $"+envToken+"); empty: no authentication")
 	base := fs.String("base-url", "", "public base URL of the service, for callback URLs (default: from the listen address)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	inflight := fs.Int("max-inflight", 0, "submits and callbacks handled at once before the server answers 429 (default 4096)")
 	fs.Usage = func() {
 		fmt.Fprintf(c.stderr, `Usage: conveyor serve [flags]
 
@@ -76,7 +78,8 @@ Flags:
 	}
 	log := slog.New(slog.NewJSONHandler(c.stderr, &slog.HandlerOptions{Level: lvl}))
 	svc, err := startService(ctx, serviceConfig{Addr: *addr, DB: *db, Dir: *dir, Sandbox: *sandbox, Token: *token,
-		BaseURL: *base, Environ: environ, Log: log, Stderr: c.stderr})
+		BaseURL: *base, Environ: environ, Log: log, Stderr: c.stderr,
+		Engine: func(ec *engine.Config) { ec.MaxInflight = *inflight }})
 	if err != nil {
 		return err
 	}

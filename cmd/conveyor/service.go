@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,6 +83,9 @@ func startService(ctx context.Context, cfg serviceConfig) (_ *service, err error
 		s.sandboxes(cfg, &apiCfg, env, secrets)
 	}
 	st, err := bolt.Open(cfg.DB, bolt.Options{Logger: cfg.Log})
+	if errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
+		return nil, fmt.Errorf("the database %s cannot be opened for writing (read-only file system or permissions): %w; nothing was changed", cfg.DB, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -324,9 +324,13 @@ func TestSeedHold(t *testing.T) {
 		}
 	})
 
+	// The metrics page is a response too: no card data in a label.
+	if resp, err := (&http.Client{Transport: rec}).Get(srv.url + "/metrics"); err == nil {
+		resp.Body.Close()
+	}
 	srv.stop(t)
 	dropSrv.stop(t)
-	t.Run("no card data anywhere", func(t *testing.T) {
+	t.Run("no card data or secret anywhere", func(t *testing.T) {
 		scan := map[string][]byte{"database": read(t, db), "database (timeout server)": read(t, dropDB),
 			"server log": []byte(srv.logText()), "server log (timeout server)": []byte(dropSrv.logText())}
 		rec.mu.Lock()
@@ -337,6 +341,9 @@ func TestSeedHold(t *testing.T) {
 				if bytes.Contains(b, []byte(card)) {
 					t.Errorf("the card number %s appears in the %s", card, where)
 				}
+			}
+			if bytes.Contains(b, []byte(liqpay.DefaultPrivateKey)) {
+				t.Errorf("the LiqPay private key appears in the %s", where)
 			}
 			for _, form := range []string{`"card_cvv":"` + cvv + `"`, `card_cvv=` + cvv, `"card_cvv": "` + cvv + `"`} {
 				if bytes.Contains(b, []byte(form)) {
