@@ -11,7 +11,7 @@ import (
 )
 
 // compile loads a flow written in a test; it must have no problems.
-func compile(t *testing.T, src string) *processes.Definition {
+func compile(t testing.TB, src string) *processes.Definition {
 	t.Helper()
 	def, err := (&processes.Loader{Kinds: nodes.Kinds()}).Load("test.yaml", []byte(src))
 	if err != nil {
@@ -31,7 +31,7 @@ func problems(t *testing.T, src string) string {
 }
 
 // spec returns node name's compiled spec as a T.
-func spec[T any](t *testing.T, def *processes.Definition, name string) T {
+func spec[T any](t testing.TB, def *processes.Definition, name string) T {
 	t.Helper()
 	n := def.Node(name)
 	if n == nil {
