@@ -28,6 +28,7 @@ import (
 
 	conveyor "github.com/conveyor-dev/conveyor"
 	"github.com/conveyor-dev/conveyor/engine"
+	"github.com/conveyor-dev/conveyor/web"
 )
 
 // Defaults of Config.
@@ -162,6 +163,7 @@ func New(cfg Config) http.Handler {
 	if cfg.SandboxVIA != nil {
 		s.mux.Handle("/sandbox/via/", http.StripPrefix("/sandbox/via", cfg.SandboxVIA))
 	}
+	web.Mount(s.mux, web.Handler(web.Config{})) // the operator dashboard at / (and /assets/)
 	return s
 }
 

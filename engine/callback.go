@@ -109,9 +109,15 @@ func (e *Engine) callback(ctx context.Context, req CallbackRequest) (CallbackRes
 			return CallbackResult{}, conveyor.Errorf(conveyor.EInvalid, "callback refused: %s does not name this task", p)
 		}
 	}
+	// A provider's callback seen before is a duplicate whenever it comes. A
+	// service's command by ref accepted during an earlier visit of this node
+	// is a new command now (a merchant repeating a capture after the first
+	// failed and the task came back to wait).
 	hash := markHash(n.Name, req.Body)
-	if hasMark(s.t, hash) {
-		return result(CallbackDuplicate, s.t), nil
+	if req.Token != "" || req.Node != "" {
+		if hasMark(s.t, hash) {
+			return result(CallbackDuplicate, s.t), nil
+		}
 	}
 	r, err := cb.Accept(in, body)
 	if err != nil {

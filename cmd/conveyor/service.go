@@ -22,6 +22,7 @@ import (
 	"github.com/conveyor-dev/conveyor/sandbox/liqpay"
 	"github.com/conveyor-dev/conveyor/sandbox/via"
 	"github.com/conveyor-dev/conveyor/store/bolt"
+	"github.com/conveyor-dev/conveyor/web"
 )
 
 // serviceConfig is what a running service is built from; serve fills it
@@ -106,7 +107,7 @@ func startService(ctx context.Context, cfg serviceConfig) (_ *service, err error
 	s.closers = append(s.closers, s.eng.Stop)
 	apiCfg.Engine = s.eng
 	s.srv = &http.Server{
-		Handler:           api.New(apiCfg),
+		Handler:           web.Protect(api.New(apiCfg)), // cross-origin browser writes refused (403)
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		WriteTimeout:      time.Minute,

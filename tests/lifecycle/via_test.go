@@ -267,12 +267,10 @@ func TestViaLifecycle_capture(t *testing.T) {
 			t.Errorf("captured_amount %s before any capture", s.get("captured_amount"))
 		}
 
-		// The very same body again is a duplicate: nothing moves, no call.
-		b.answered("c-5", `{"command":"capture","amount":3000}`, viaDuplicate)
-		b.held(id)
+		// The same command again, now that the hold is back in HELD, is a new
+		// attempt: the merchant retries the failed capture.
 		b.checkCalls("confirm=1 create=1 info=1", "c-5")
-
-		b.answered("c-5", `{"command":"capture","amount":3000,"request_id":"2"}`, viaAccepted)
+		b.answered("c-5", `{"command":"capture","amount":3000}`, viaAccepted)
 		s = b.expect(id, "captured", "CAPTURED")
 		viaCheckAmounts(t, s, "3000", "7000")
 		if s.get("last_error") != "" {
@@ -388,8 +386,7 @@ func TestViaLifecycle_cancel(t *testing.T) {
 		if viaLastError(s) != via.StatusCancelError {
 			t.Errorf("last_error %s", s.get("last_error"))
 		}
-		b.answered("r-3", `{"command":"cancel"}`, viaDuplicate)
-		b.answered("r-3", `{"command":"cancel","request_id":"again"}`, viaAccepted)
+		b.answered("r-3", `{"command":"cancel"}`, viaAccepted) // the same command, a new attempt
 		s = b.expect(id, "released", "RELEASED")
 		viaCheckAmounts(t, s, "0", "10000")
 		if s.get("last_error") != "" {
