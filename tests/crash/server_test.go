@@ -100,7 +100,10 @@ func TestServer_survivesSIGKILL(t *testing.T) {
 	for i := range serverKills {
 		time.Sleep(time.Duration(400+rand.IntN(900)) * time.Millisecond)
 		srv.kill()
-		t.Logf("kill %d: %d holds acknowledged", i+1, len(acked))
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		t.Logf("kill %d: %d holds acknowledged", i+1, n)
 		srv = serve()
 	}
 	close(stop)
