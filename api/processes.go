@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	conveyor "github.com/conveyor-dev/conveyor"
+	"github.com/conveyor-dev/conveyor/nodes"
 	"github.com/conveyor-dev/conveyor/processes"
 	"github.com/conveyor-dev/conveyor/store"
 )
@@ -26,12 +27,14 @@ type inputView struct {
 }
 
 type nodeView struct {
-	Name        string     `json:"name"`
-	Kind        string     `json:"kind"`
-	Title       string     `json:"title,omitempty"`
-	Description string     `json:"description,omitempty"`
-	Edges       []edgeView `json:"edges"`
-	Counts      countsView `json:"counts"`
+	Name        string `json:"name"`
+	Kind        string `json:"kind"`
+	Title       string `json:"title,omitempty"`
+	Description string `json:"description,omitempty"`
+	// Result is success or error, for final nodes.
+	Result string     `json:"result,omitempty"`
+	Edges  []edgeView `json:"edges"`
+	Counts countsView `json:"counts"`
 }
 
 type edgeView struct {
@@ -116,6 +119,9 @@ func viewProcess(d *processes.Definition, counts map[[2]string]store.NodeCount) 
 			Edges: []edgeView{}, Counts: countsView{Now: map[store.Status]int64{}}}
 		for _, e := range n.Spec.Edges() {
 			nv.Edges = append(nv.Edges, edgeView{Outcome: e.Outcome, To: e.To})
+		}
+		if f, ok := n.Spec.(*nodes.Final); ok {
+			nv.Result = f.Result()
 		}
 		if c, ok := counts[[2]string{d.Name, n.Name}]; ok {
 			for st, k := range c.Now {
