@@ -1,6 +1,7 @@
 // Package api is Conveyor's HTTP interface: the JSON API services use to
 // submit and follow tasks, the callback endpoints providers call, the
-// operator actions, health, metrics and the OpenAPI document
+// operator actions (single and bulk), the audit log, the queue alarms,
+// health, metrics and the OpenAPI document
 // (GET /api/v1/openapi.json, embedded from openapi.json and kept true by a
 // test that walks the route table).
 //
@@ -95,6 +96,13 @@ var routes = []route{
 	{"POST", "/api/v1/tasks/{id}/move", true, (*server).move},
 	{"POST", "/api/v1/tasks/{id}/cancel", true, (*server).cancel},
 	{"POST", "/api/v1/tasks/{id}/edit", true, (*server).edit},
+	{"POST", "/api/v1/bulk", true, (*server).bulk},
+	{"GET", "/api/v1/bulk", true, (*server).jobs},
+	{"GET", "/api/v1/bulk/{id}", true, (*server).job},
+	{"GET", "/api/v1/bulk/{id}/results", true, (*server).jobResults},
+	{"POST", "/api/v1/bulk/{id}/cancel", true, (*server).cancelJob},
+	{"GET", "/api/v1/audit", true, (*server).audit},
+	{"GET", "/api/v1/alarms", true, (*server).alarms},
 	{"POST", "/api/v1/processes/{process}/tasks/{ref}/callback", true, (*server).callbackByRef},
 	{"POST", "/api/v1/processes/{process}/nodes/{node}/callback", false, (*server).callbackByNode},
 	{"POST", "/callbacks/{token}", false, (*server).callbackByToken},

@@ -23,6 +23,7 @@ const (
 	MetricCommitErrors   = "conveyor_store_commit_errors_total"
 	MetricHTTPRequests   = "conveyor_http_requests_total"
 	MetricHTTPDuration   = "conveyor_http_request_duration_seconds"
+	MetricQueueAlarm     = "conveyor_queue_alarm"
 )
 
 // countsTimeout bounds the store read of a scrape.
@@ -38,6 +39,7 @@ type Metrics struct {
 	timerLag     prometheus.Histogram
 	commits      prometheus.Histogram
 	commitErrors prometheus.Counter
+	alarms       *prometheus.GaugeVec
 }
 
 var _ engine.Metrics = (*Metrics)(nil)
@@ -67,6 +69,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		commitErrors: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: MetricCommitErrors, Help: "Store commits that failed.",
 		})),
+		alarms: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: MetricQueueAlarm, Help: "Queue alarms of nodes: 1 while the tasks in the node are at or above its alarm threshold, else 0.",
+		}, []string{"process", "node"})),
 	}
 }
 
@@ -92,6 +97,15 @@ func (m *Metrics) Commit(d time.Duration, err error) {
 	if err != nil {
 		m.commitErrors.Inc()
 	}
+}
+
+// Alarm implements engine.Metrics.
+func (m *Metrics) Alarm(process, node string, on bool) {
+	v := 0.0
+	if on {
+		v = 1
+	}
+	m.alarms.WithLabelValues(process, node).Set(v)
 }
 
 // httpMetrics counts the API's requests by route pattern and status.

@@ -103,6 +103,8 @@ type HistoryEntry struct {
 	Actor  string    `json:"actor,omitempty"`
 	Reason string    `json:"reason,omitempty"`
 	Detail string    `json:"detail,omitempty"`
+	// JobID names the bulk job that performed an operator action.
+	JobID string `json:"job_id,omitempty"`
 }
 
 // ListOptions filter List; zero fields match everything.

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,8 +23,17 @@ const maxReply = 1 << 20
 // startCall sends the outbound call a task owes, in its own goroutine, and
 // applies the reply as an event. The call was decided and committed before
 // this runs; after a crash the same call (same idempotency key) is sent again.
+//
+// In a cluster the engine sends only while it holds the task's lease, from
+// before the send until the reply's commit: joined when it holds it already,
+// taken otherwise.
 func (e *Engine) startCall(id uuid.UUID) {
+	held := e.cl.join(id)
 	e.wg.Go(func() {
+		if !held && !e.cl.acquire(id) {
+			return // another engine holds the task; it sees the call owed
+		}
+		defer e.cl.release(id)
 		select {
 		case e.calls <- struct{}{}:
 		case <-e.stop:
@@ -43,8 +53,8 @@ func (e *Engine) call(id uuid.UUID) {
 	}
 	n := s.def.Node(s.t.Node)
 	api, ok := n.Spec.(*nodes.API)
-	if s.t.Status != store.StatusActive || !ok || s.t.Attempt == 0 {
-		return
+	if s.t.Status != store.StatusActive || !ok || s.t.Attempt == 0 || s.t.Timer == timerRetry {
+		return // not owed, or owed after a retry delay the timer service keeps
 	}
 	attempt, visit := s.t.Attempt, s.t.Entered
 	in, err := e.input(s, n)
@@ -91,29 +101,47 @@ func (e *Engine) call(id uuid.UUID) {
 	})
 }
 
+// replyTries bounds how often a reply is applied again after losing a race
+// with a commit of another engine.
+const replyTries = 5
+
 // afterReply applies a call's result to the task if it is still the same call
 // (same visit and attempt): an operator may have moved the task meanwhile, and
-// then the reply is only recorded.
+// then the reply is only recorded. When another engine commits first (a
+// callback that came early), the reply is applied again to what it committed
+// rather than lost.
 func (e *Engine) afterReply(id uuid.UUID, attempt int, visit time.Time, apply func(s *state)) {
 	ctx := context.Background()
-	unlock := e.lock(id)
-	s, err := e.load(ctx, id)
-	if err != nil {
+	for try := 1; ; try++ {
+		unlock := e.lock(id)
+		s, err := e.load(ctx, id)
+		if err != nil {
+			unlock()
+			e.log.Error("load task after call", "task_id", id, "err", err)
+			return
+		}
+		if s.t.Status != store.StatusActive || s.t.Attempt != attempt || !s.t.Entered.Equal(visit) {
+			unlock()
+			e.log.Info("reply for a task that moved on; ignored", "task_id", id, "node", s.t.Node)
+			return
+		}
+		apply(s)
+		e.advance(s)
+		if try < replyTries {
+			err = e.commit(ctx, s)
+		} else {
+			err = e.commitOrLog(ctx, s)
+		}
 		unlock()
-		e.log.Error("load task after call", "task_id", id, "err", err)
+		switch {
+		case err == nil:
+			e.after(s)
+		case errors.Is(err, store.ErrConflict) && try < replyTries:
+			continue
+		case try < replyTries:
+			e.log.Error("commit task", "task_id", id, "node", s.t.Node, "err", err)
+		}
 		return
-	}
-	if s.t.Status != store.StatusActive || s.t.Attempt != attempt || !s.t.Entered.Equal(visit) {
-		unlock()
-		e.log.Info("reply for a task that moved on; ignored", "task_id", id, "node", s.t.Node)
-		return
-	}
-	apply(s)
-	e.advance(s)
-	err = e.commitOrLog(ctx, s)
-	unlock()
-	if err == nil {
-		e.after(s)
 	}
 }
 

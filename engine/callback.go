@@ -67,6 +67,11 @@ func (e *Engine) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 	}
 	defer release()
 	res, err := e.callback(ctx, req)
+	for try := 1; errors.Is(err, store.ErrConflict) && try < replyTries; try++ {
+		// Another engine of a cluster moved the task meanwhile (the reply
+		// of its call): decide again on what it committed.
+		res, err = e.callback(ctx, req)
+	}
 	switch {
 	case err != nil:
 		e.m.Callback("refused")

@@ -83,6 +83,18 @@ type Config struct {
 	// OnCommit, when set, is called with a copy of every task the engine
 	// commits, after the commit. Tests wait on it instead of sleeping.
 	OnCommit func(t *store.Task)
+	// Owner names this engine among the engines sharing a Store that leases
+	// tasks (cluster mode, see cluster.go); a Store that does not is used by
+	// one engine and both fields below are ignored. Default: host name,
+	// process id and a random suffix. A stable name per node (its host name)
+	// lets a restarted node free its previous run's leases at once instead
+	// of waiting for them to expire; two running engines must never share one.
+	Owner string
+	// Lease is how long a task's lease lasts without renewal (default 30s):
+	// how long the work of an engine that died waits before another takes it
+	// over. Leases are renewed every Lease/3, so a node that stalls for longer
+	// than Lease may see its calls repeated (same idempotency key) by another.
+	Lease time.Duration
 }
 
 // Engine runs tasks. Create it with New, then Start it.
@@ -107,6 +119,12 @@ type Engine struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	started bool
+	// cl is the engine's share of a cluster; nil for a single engine.
+	cl *cluster
+	// bulk runs the bulk jobs (bulk.go); alarm watches the queue alarms
+	// (alarm.go).
+	bulk  *bulkService
+	alarm *alarmService
 }
 
 // New checks cfg and returns an engine. It records every current version in
@@ -168,6 +186,11 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			return nil, fmt.Errorf("engine: record version of %s: %w", d.Name, err)
 		}
 	}
+	e.bulk, e.alarm = newBulkService(), newAlarmService()
+	if err := e.checkAlarms(); err != nil {
+		return nil, err
+	}
+	e.cl = newCluster(e)
 	return e, nil
 }
 
@@ -196,7 +219,8 @@ func defaultClient() *http.Client {
 }
 
 // Start launches the workers and the timer service, and queues every task a
-// previous run left runnable. Stop ends them.
+// previous run left runnable; in a cluster it starts the claimer instead,
+// which takes over what no live engine works on. Stop ends them.
 func (e *Engine) Start(ctx context.Context) error {
 	if e.started {
 		return errors.New("engine: already started")
@@ -207,6 +231,11 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.wg.Go(e.timers)
 	e.wg.Go(e.purger)
+	e.wg.Go(e.bulkRunner)
+	e.wg.Go(e.alarmWatcher)
+	if e.cl != nil {
+		return e.cl.start(ctx)
+	}
 	return e.recover(ctx)
 }
 
@@ -219,6 +248,7 @@ func (e *Engine) Stop() {
 	}
 	close(e.stop)
 	e.wg.Wait()
+	e.cl.stop()
 	e.started = false
 }
 

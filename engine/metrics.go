@@ -17,6 +17,10 @@ type Metrics interface {
 	TimerLag(d time.Duration)
 	// Commit observes one store commit's latency.
 	Commit(d time.Duration, err error)
+	// Alarm sets the state of a node's queue alarm: on while the tasks in the
+	// node are at or above its threshold. It is called for every alarm at
+	// Start and at each crossing.
+	Alarm(process, node string, on bool)
 }
 
 type nopMetrics struct{}
@@ -26,3 +30,4 @@ func (nopMetrics) Call(string, string, string, time.Duration) {}
 func (nopMetrics) Callback(string)                            {}
 func (nopMetrics) TimerLag(time.Duration)                     {}
 func (nopMetrics) Commit(time.Duration, error)                {}
+func (nopMetrics) Alarm(string, string, bool)                 {}

@@ -15,10 +15,13 @@ import (
 )
 
 // Action says who performs an operator action and why; both are recorded in
-// the task's history.
+// the task's history (and so in the audit log).
 type Action struct {
 	Actor  string
 	Reason string
+	// job is the bulk job performing the action, recorded as the history
+	// entry's JobID; empty for a single action.
+	job string
 }
 
 // Retry re-runs the node that failed, for an escalated task.
@@ -50,7 +53,7 @@ func (e *Engine) Cancel(ctx context.Context, id uuid.UUID, a Action) (*TaskView,
 		if s.t.Status.Final() {
 			return conveyor.Errorf(conveyor.EConflict, "task %s is already %s", s.t.ID, s.t.Status)
 		}
-		s.record(s.t.Node, s.t.Node, "operator_cancel", actorOr(a.Actor, "operator"), a.Reason, "")
+		s.recordAction(s.t.Node, s.t.Node, "operator_cancel", a, "status "+string(s.t.Status)+" -> canceled")
 		s.t.Status, s.t.Finished = store.StatusCanceled, s.now
 		s.t.TimerAt, s.t.Timer = time.Time{}, ""
 		e.eraseAllSecrets(s)
@@ -105,12 +108,18 @@ func (e *Engine) reenter(s *state, to, event string, a Action, detail string) er
 	if s.def.Node(to) == nil {
 		return conveyor.Errorf(conveyor.EConflict, "node %q no longer exists in %s@%s", to, s.def.Name, s.def.Version)
 	}
-	s.record(s.t.Node, to, event, actorOr(a.Actor, "operator"), a.Reason, detail)
+	s.recordAction(s.t.Node, to, event, a, detail)
 	s.t.Error, s.t.Steps = nil, 0
 	clearErrFields(s.data)
 	e.enter(s, to, nil)
 	e.advance(s)
 	return nil
+}
+
+// recordAction appends the history entry of an operator action.
+func (s *state) recordAction(from, to, event string, a Action, detail string) {
+	s.record(from, to, event, actorOr(a.Actor, "operator"), a.Reason, detail)
+	s.hist[len(s.hist)-1].JobID = a.job
 }
 
 // operate applies an operator action under the task's lock and commits it.

@@ -129,6 +129,7 @@ func (e *Engine) commit(ctx context.Context, s *state) error {
 			e.m.Transition(s.t.Process, h.From, h.To, h.Event)
 		}
 	}
+	e.noteAlarms(s.t.Process, s.hist)
 	s.rev = s.t.Rev
 	s.hist = nil
 	s.loaded = s.t.Clone()

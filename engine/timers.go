@@ -41,6 +41,9 @@ func (e *Engine) timers() {
 		}
 		if wait == 0 {
 			wait = time.Millisecond
+			if e.cl != nil && n == 0 {
+				wait = e.cfg.TimerPoll // due, but another engine holds it
+			}
 		}
 		select {
 		case <-e.stop:
@@ -53,7 +56,7 @@ func (e *Engine) timers() {
 
 // fireDue fires one round of due timers and returns how many it read.
 func (e *Engine) fireDue(ctx context.Context) (int, error) {
-	due, err := e.st.Due(ctx, e.clock.Now(), e.cfg.TimerBatch)
+	due, err := e.due(ctx)
 	if err != nil || len(due) == 0 {
 		return 0, err
 	}
@@ -63,6 +66,7 @@ func (e *Engine) fireDue(ctx context.Context) (int, error) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
+			defer e.cl.release(t.TaskID) // the lease ClaimDue took, in a cluster
 			e.fire(ctx, t.TaskID)
 		})
 	}

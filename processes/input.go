@@ -32,19 +32,19 @@ const (
 
 // Field is one declared input field.
 type Field struct {
-	Name        string   `yaml:"-" json:"name"`
-	Type        string   `yaml:"type" json:"type"`
-	Required    bool     `yaml:"required,omitempty" json:"required,omitempty"`
-	Enum        []string `yaml:"enum,omitempty" json:"enum,omitempty"`
-	MinLength   int      `yaml:"min_length,omitempty" json:"min_length,omitempty"`
-	MaxLength   int      `yaml:"max_length,omitempty" json:"max_length,omitempty"`
-	Pattern     string   `yaml:"pattern,omitempty" json:"pattern,omitempty"`
+	Name      string   `yaml:"-" json:"name"`
+	Type      string   `yaml:"type" json:"type"`
+	Required  bool     `yaml:"required,omitempty" json:"required,omitempty"`
+	Enum      []string `yaml:"enum,omitempty" json:"enum,omitempty"`
+	MinLength int      `yaml:"min_length,omitempty" json:"min_length,omitempty"`
+	MaxLength int      `yaml:"max_length,omitempty" json:"max_length,omitempty"`
+	Pattern   string   `yaml:"pattern,omitempty" json:"pattern,omitempty"`
 	// Minimum and Maximum bound decimal and integer fields, compared exactly.
-	Minimum string `yaml:"minimum,omitempty" json:"minimum,omitempty"`
-	Maximum string `yaml:"maximum,omitempty" json:"maximum,omitempty"`
-	Sensitive   string   `yaml:"sensitive,omitempty" json:"sensitive,omitempty"`
-	Description string   `yaml:"description,omitempty" json:"description,omitempty"`
-	Pos         Pos      `yaml:"-" json:"-"`
+	Minimum     string `yaml:"minimum,omitempty" json:"minimum,omitempty"`
+	Maximum     string `yaml:"maximum,omitempty" json:"maximum,omitempty"`
+	Sensitive   string `yaml:"sensitive,omitempty" json:"sensitive,omitempty"`
+	Description string `yaml:"description,omitempty" json:"description,omitempty"`
+	Pos         Pos    `yaml:"-" json:"-"`
 
 	re *regexp.Regexp
 }

@@ -6,13 +6,15 @@
 // The engine hands the store whole task records; the store derives every index
 // from the difference between the stored record and the new one, inside the
 // same transaction: the ref index, the callback-token index, the timer index,
-// the runnable set, the per-node counters and the list indexes. So an index can
-// never disagree with the task it points to, whatever the engine does.
+// the runnable set, the per-node counters, the list indexes and the audit log.
+// So an index can never disagree with the task it points to, whatever the
+// engine does.
 package store
 
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -187,7 +189,19 @@ type HistoryEntry struct {
 	Reason string `json:"reason,omitempty"`
 	// Detail is free text for people (an error, an HTTP status). Never secrets.
 	Detail string `json:"detail,omitempty"`
+	// JobID names the bulk job that performed an operator action; empty for
+	// everything else.
+	JobID string `json:"job_id,omitempty"`
 }
+
+// AuditPrefix starts the Event of every operator action ("operator_retry",
+// "operator_move", ...). The store copies each history entry whose Event has
+// it into the audit log, in the same transaction.
+const AuditPrefix = "operator_"
+
+// Audited reports whether a history entry is an operator action, which the
+// store also keeps in the audit log.
+func (h *HistoryEntry) Audited() bool { return strings.HasPrefix(h.Event, AuditPrefix) }
 
 // Change is one task's commit: the new record, the revision it replaces, and
 // the history entries it appends. Rev 0 means the task is new.
@@ -254,9 +268,9 @@ type Version struct {
 	Loaded  time.Time `json:"loaded"`
 }
 
-// Store keeps tasks, their history and indexes, and process versions. Every
-// method is safe for concurrent use. Writes are durable (fsynced) when they
-// return nil.
+// Store keeps tasks, their history and indexes, process versions, the audit
+// log, bulk jobs and queue alarm crossings. Every method is safe for
+// concurrent use. Writes are durable (fsynced) when they return nil.
 type Store interface {
 	// Commit applies the changes in one transaction: all or none. For each
 	// change it checks the revision, writes the record, appends the history,
@@ -289,13 +303,50 @@ type Store interface {
 
 	// Purge deletes up to limit finished tasks that finished before t, with
 	// their history and index entries (their ref becomes free), and returns how
-	// many it deleted. Final-node totals are kept.
+	// many it deleted. Final-node totals are kept, and so are the tasks'
+	// entries in the audit log, which outlives them.
 	Purge(ctx context.Context, t time.Time, limit int) (int, error)
 
 	// PutVersion stores a process version if it is not stored yet.
 	PutVersion(ctx context.Context, v Version) error
 	// Version returns a stored process version, or ErrNotFound.
 	Version(ctx context.Context, process, version string) (*Version, error)
+
+	// Audit returns a page of the audit log, newest first (by At, then task
+	// id and history Seq). The log holds a copy of every history entry whose
+	// Event starts with AuditPrefix, written by the Commit that appended it.
+	// Purge leaves it alone: the audit log outlives the tasks.
+	Audit(ctx context.Context, f AuditFilter) (AuditPage, error)
+
+	// PutJob creates a bulk job (Rev 0; ErrExists when its id is taken) or
+	// replaces it (ErrConflict unless the stored job is at j.Rev; ErrNotFound
+	// when there is none), and sets j.Rev to the new revision.
+	PutJob(ctx context.Context, j *Job) error
+	// Job returns the job with id, or ErrNotFound.
+	Job(ctx context.Context, id uuid.UUID) (*Job, error)
+	// Jobs returns up to limit jobs (default 50, at most 1000), newest first.
+	Jobs(ctx context.Context, limit int) ([]*Job, error)
+	// PutJobResults stores results of a job (ErrNotFound when there is no
+	// such job). A job has one result per task: a result for a task that has
+	// one replaces it, so a runner that redoes a page after a restart does not
+	// count a task twice.
+	PutJobResults(ctx context.Context, jobID uuid.UUID, results []JobResult) error
+	// JobResults returns up to limit results of a job (default 100, at most
+	// 1000) in task id order, after cursor ("" from the first), and the cursor
+	// of the next page ("" on the last). ErrNotFound when there is no such
+	// job.
+	JobResults(ctx context.Context, jobID uuid.UUID, cursor string, limit int) ([]JobResult, string, error)
+
+	// PutAlarmCrossing records a crossing of a node's queue alarm. Its Seq
+	// must follow the node's latest crossing (1 for the first), or it fails
+	// with ErrConflict: two engines cannot both record one crossing.
+	PutAlarmCrossing(ctx context.Context, c AlarmCrossing) error
+	// AlarmStates returns the latest crossing of every node that has one,
+	// sorted by process and node.
+	AlarmStates(ctx context.Context) ([]AlarmCrossing, error)
+	// AlarmCrossings returns up to limit crossings (default 50, at most
+	// 1000), newest first.
+	AlarmCrossings(ctx context.Context, limit int) ([]AlarmCrossing, error)
 
 	// Close flushes pending commits and releases the store.
 	Close() error

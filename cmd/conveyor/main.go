@@ -32,7 +32,13 @@ var commands = []struct {
 	{"graph", "print a flow as a Mermaid or DOT graph", func(o, e io.Writer) command { return &graphCommand{stdout: o, stderr: e} }},
 	{"serve", "run the service: the HTTP API over the engine (--sandbox mounts the LiqPay simulator)", func(o, e io.Writer) command { return &serveCommand{stdout: o, stderr: e} }},
 	{"task", "submit, show, list, retry, move, cancel and edit tasks on a server", func(o, e io.Writer) command { return &taskCommand{stdout: o, stderr: e} }},
+	{"bulk", "retry, move or cancel the tasks a filter selects, as a job on the server (dry run, rate, progress)", func(o, e io.Writer) command { return &bulkCommand{stdout: o, stderr: e} }},
+	{"audit", "list the operator actions on a server, single and bulk, newest first", func(o, e io.Writer) command { return &auditCommand{stdout: o, stderr: e} }},
 	{"sandbox", "run a payment provider simulator alone (liqpay)", func(o, e io.Writer) command { return &sandboxCommand{stdout: o, stderr: e} }},
+	{"migrate", "apply the PostgreSQL schema's migrations by hand (serve applies them too)", func(o, e io.Writer) command { return &migrateCommand{stdout: o, stderr: e} }},
+	{"export", "write a store's tasks, their history, process versions and jobs to stdout as JSON lines", func(o, e io.Writer) command { return &exportCommand{stdout: o, stderr: e} }},
+	{"import", "read a dump of conveyor export from stdin into a store (bbolt or PostgreSQL)", func(o, e io.Writer) command { return &importCommand{stdout: o, stderr: e} }},
+	{"bench", "measure the service on this machine (real server, store with fsync, simulators) and print a table", func(o, e io.Writer) command { return &benchCommand{stdout: o, stderr: e} }},
 }
 
 func main() {

@@ -20,7 +20,8 @@ import (
 const shutdownTimeout = 10 * time.Second
 
 // serveCommand runs the service: the HTTP API over the engine and a bolt
-// store, optionally with the LiqPay sandbox mounted.
+// store, or a PostgreSQL store shared with other nodes, optionally with the
+// LiqPay sandbox mounted.
 type serveCommand struct {
 	stdout, stderr io.Writer
 	// environ is the environment (os.Environ when nil).
@@ -32,7 +33,10 @@ type serveCommand struct {
 func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	fs := newFlags("serve", "", c.stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address; port 0 picks a free one. Not loopback: a token is required")
-	db := fs.String("db", "./conveyor.db", "database file; the data key is kept beside it in <db>.key (mode 0600)")
+	where := addStoreFlags(fs)
+	keyFile := fs.String("key", "", "data key `FILE` (32 bytes, mode 0600, created when absent) that seals sensitive fields (default <db>.key with --db, ./"+defaultPostgresKey+" with --store); every node of a cluster must have the same key")
+	node := fs.String("node", "", "this node's `NAME` in a cluster (default: host-pid-random); a stable name frees the node's leases at once when it restarts. Two running nodes must never share one")
+	lease := fs.Duration("lease", 30*time.Second, "with --store: how long the work of a node that died waits before another node takes it over")
 	dir := fs.String("processes", "", "load every *.yaml and *.yml flow in `DIR` (default: the shipped flows)")
 	sandbox := fs.Bool("sandbox", false, "mount the LiqPay and VIA simulators under /sandbox/liqpay and /sandbox/via and point the flows' env (LIQPAY_URL, VIA_URL) and secrets at them")
 	token := fs.String("token", "", "bearer token of the API (default $"+envToken+"); empty: no authentication")
@@ -58,6 +62,9 @@ Flags:
 	if fs.NArg() > 0 {
 		return usageError(fs, "unexpected argument %q", fs.Arg(0))
 	}
+	if *lease < 3*time.Millisecond {
+		return usageError(fs, "--lease must be at least 3ms")
+	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
 		return usageError(fs, "bad --log-level %q", *level)
@@ -69,6 +76,10 @@ Flags:
 	if *token == "" {
 		*token = lookup(environ, envToken)
 	}
+	db, url, err := where.resolve(environ)
+	if err != nil {
+		return err
+	}
 	local, err := loopback(*addr)
 	if err != nil {
 		return usageError(fs, "%v", err)
@@ -77,9 +88,12 @@ Flags:
 		return fmt.Errorf("refusing to listen on %s without a token: anyone who reaches it could submit and change tasks. Set --token or %s, or listen on 127.0.0.1", *addr, envToken)
 	}
 	log := slog.New(slog.NewJSONHandler(c.stderr, &slog.HandlerOptions{Level: lvl}))
-	svc, err := startService(ctx, serviceConfig{Addr: *addr, DB: *db, Dir: *dir, Sandbox: *sandbox, Token: *token,
+	if url != "" && *sandbox {
+		log.Warn("--sandbox with --store: each node mounts simulators of its own, which the other nodes do not see; run `conveyor sandbox liqpay` once for a cluster")
+	}
+	svc, err := startService(ctx, serviceConfig{Addr: *addr, DB: db, Store: url, Key: *keyFile, Dir: *dir, Sandbox: *sandbox, Token: *token,
 		BaseURL: *base, Environ: environ, Log: log, Stderr: c.stderr,
-		Engine: func(ec *engine.Config) { ec.MaxInflight = *inflight }})
+		Engine: func(ec *engine.Config) { ec.MaxInflight, ec.Owner, ec.Lease = *inflight, *node, *lease }})
 	if err != nil {
 		return err
 	}

@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -21,7 +24,9 @@ import (
 	"github.com/conveyor-dev/conveyor/processes"
 	"github.com/conveyor-dev/conveyor/sandbox/liqpay"
 	"github.com/conveyor-dev/conveyor/sandbox/via"
+	"github.com/conveyor-dev/conveyor/store"
 	"github.com/conveyor-dev/conveyor/store/bolt"
+	"github.com/conveyor-dev/conveyor/store/postgres"
 	"github.com/conveyor-dev/conveyor/web"
 )
 
@@ -29,7 +34,9 @@ import (
 // from flags, demo from its defaults.
 type serviceConfig struct {
 	Addr    string // listen address
-	DB      string // bolt file; the key lives in DB + ".key"
+	DB      string // bolt file, when Store is ""
+	Store   string // PostgreSQL URL shared by the nodes of a cluster; "" for the bolt file DB
+	Key     string // data key file; "" for DB + ".key" (bolt) or defaultPostgresKey
 	Dir     string // flows directory; "" for the shipped flows
 	Sandbox bool   // mount the simulators and point the flows at them
 	Token   string // API bearer token; "" for none
@@ -46,7 +53,7 @@ type service struct {
 	URL     string
 	log     *slog.Logger
 	ln      net.Listener
-	st      *bolt.DB
+	st      store.Store
 	eng     *engine.Engine
 	srv     *http.Server
 	served  chan error
@@ -66,10 +73,12 @@ func startService(ctx context.Context, cfg serviceConfig) (_ *service, err error
 	if err != nil {
 		return nil, err
 	}
-	key, err := loadKey(cfg.DB+".key", cfg.DB)
+	st, key, err := openData(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	s.st = st
+	s.closers = append(s.closers, func() { st.Close() })
 	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		return nil, err
 	}
@@ -83,15 +92,6 @@ func startService(ctx context.Context, cfg serviceConfig) (_ *service, err error
 	if cfg.Sandbox {
 		s.sandboxes(cfg, &apiCfg, env, secrets)
 	}
-	st, err := bolt.Open(cfg.DB, bolt.Options{Logger: cfg.Log})
-	if errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
-		return nil, fmt.Errorf("the database %s cannot be opened for writing (read-only file system or permissions): %w; nothing was changed", cfg.DB, err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	s.st = st
-	s.closers = append(s.closers, func() { st.Close() })
 	apiCfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ecfg := engine.Config{Store: st, Definitions: defs, Loader: loader, Key: key, BaseURL: cfg.BaseURL,
 		Env: env, Secrets: secrets, Logger: cfg.Log, Metrics: api.NewMetrics(apiCfg.Registry)}
@@ -119,8 +119,126 @@ func startService(ctx context.Context, cfg serviceConfig) (_ *service, err error
 	for i, d := range defs {
 		names[i] = d.Name
 	}
-	cfg.Log.Info("listening", "url", s.URL, "base_url", cfg.BaseURL, "processes", strings.Join(names, ","), "sandbox", cfg.Sandbox, "auth", cfg.Token != "")
+	cfg.Log.Info("listening", "url", s.URL, "base_url", cfg.BaseURL, "processes", strings.Join(names, ","), "sandbox", cfg.Sandbox,
+		"auth", cfg.Token != "", "store", storeKind(cfg.Store), "node", s.eng.Owner())
 	return s, nil
+}
+
+// envStore names the PostgreSQL URL serve, export, import and migrate use
+// when --store is not given.
+const envStore = "CONVEYOR_STORE"
+
+// defaultPostgresKey is the data key file of a node on PostgreSQL: the
+// database is shared, the key is a file every node has a copy of.
+const defaultPostgresKey = "conveyor.key"
+
+// storeKind names the backend for logs; a URL is never logged, it may hold
+// a password.
+func storeKind(url string) string {
+	if url == "" {
+		return "bolt"
+	}
+	return "postgres"
+}
+
+// storeFlags are the flags that choose a store: --db for a bolt file (the
+// default), --store (or $CONVEYOR_STORE) for PostgreSQL.
+type storeFlags struct {
+	fs      *flag.FlagSet
+	db, url *string
+}
+
+// addStoreFlags adds --db and --store to fs.
+func addStoreFlags(fs *flag.FlagSet) *storeFlags {
+	return &storeFlags{
+		fs:  fs,
+		db:  fs.String("db", "./conveyor.db", "bbolt database `FILE`"),
+		url: fs.String("store", "", "PostgreSQL `URL` (postgres://user:password@host:port/db?sslmode=...; a search_path parameter picks a schema) instead of --db, shared by the nodes of a cluster (default $"+envStore+")"),
+	}
+}
+
+// resolve returns the bolt file or the PostgreSQL URL to open (the other
+// one ""): --store, else --db when given, else $CONVEYOR_STORE, else the
+// default --db. Both flags at once are a usage error.
+func (f *storeFlags) resolve(environ []string) (db, url string, err error) {
+	set := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	switch {
+	case set["db"] && set["store"]:
+		return "", "", usageError(f.fs, "give --db or --store, not both")
+	case set["store"] && *f.url == "":
+		return "", "", usageError(f.fs, "--store needs a URL")
+	case set["store"]:
+		return "", *f.url, nil
+	case set["db"]:
+		return *f.db, "", nil
+	}
+	if u := lookup(environ, envStore); u != "" {
+		return "", u, nil
+	}
+	return *f.db, "", nil
+}
+
+// openStore opens the PostgreSQL database at url (applying the migrations it
+// lacks), or the bolt file db when url is "".
+func openStore(ctx context.Context, db, url string, log *slog.Logger) (store.Store, error) {
+	if url != "" {
+		st, err := postgres.Open(ctx, url, postgres.Options{Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+	st, err := bolt.Open(db, bolt.Options{Logger: log})
+	if errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
+		return nil, fmt.Errorf("the database %s cannot be opened for writing (read-only file system or permissions): %w; nothing was changed", db, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// openData opens the store and reads (or creates) the data key. bolt's key
+// is read first, since a new database file gets a new key; PostgreSQL's
+// after the database is open, since a key is made only for a database
+// without tasks (a new key could not open the sealed fields of the others).
+func openData(ctx context.Context, cfg serviceConfig) (store.Store, []byte, error) {
+	path := cfg.Key
+	if cfg.Store == "" {
+		if path == "" {
+			path = cfg.DB + ".key"
+		}
+		key, err := loadKey(path, cfg.DB)
+		if err != nil {
+			return nil, nil, err
+		}
+		st, err := openStore(ctx, cfg.DB, "", cfg.Log)
+		return st, key, err
+	}
+	if path == "" {
+		path = defaultPostgresKey
+	}
+	st, err := openStore(ctx, "", cfg.Store, cfg.Log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		page, err := st.List(ctx, store.Filter{Limit: 1})
+		if err == nil && len(page.Tasks) > 0 {
+			err = fmt.Errorf("the database holds tasks but the key file %s does not exist: copy the key the other nodes use (--key); a new key could not open their sealed fields", path)
+		}
+		if err != nil {
+			st.Close()
+			return nil, nil, err
+		}
+	}
+	key, err := loadKey(path, "")
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return st, key, nil
 }
 
 // sandboxes mounts the LiqPay and VIA simulators and points the flows'

@@ -10,8 +10,11 @@
 // run in their own read-only transactions and never wait for the writer.
 //
 // Every index (refs, tokens, timers, runnable, bynode, bystatus, counts,
-// totals, finished) is derived from the difference between the stored task and
-// the new one inside the writing transaction; Check verifies that they agree.
+// totals, finished) and the audit log (audit, auditbytask) are derived from
+// the difference between the stored task and the new one inside the writing
+// transaction; Check verifies that they agree. The audit log outlives purged
+// tasks. Bulk jobs (jobs, jobresults) and queue alarm crossings (alarms,
+// alarmlog) are records of their own, written through the same writer.
 //
 // Caveats: the file is locked while open, so a second Open, even from another
 // process, fails after Options.Timeout; the file never shrinks (purged pages
@@ -28,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
@@ -168,10 +172,44 @@ func initSchema(tx *bbolt.Tx) error {
 	if v == nil {
 		return meta.Put(schemaKey, putUint32(schemaVersion))
 	}
-	if got := getUint32(v); got != schemaVersion {
+	got := getUint32(v)
+	if got == 1 {
+		if err := fillAudit(tx); err != nil {
+			return fmt.Errorf("upgrade schema 1 to 2: %w", err)
+		}
+		return meta.Put(schemaKey, putUint32(schemaVersion))
+	}
+	if got != schemaVersion {
 		return fmt.Errorf("schema version %d, this build reads %d", got, schemaVersion)
 	}
 	return nil
+}
+
+// fillAudit writes the audit entries of every operator action in the
+// history, for a file from before the audit log.
+func fillAudit(tx *bbolt.Tx) error {
+	var entries []kv
+	err := tx.Bucket(bucketHistory).ForEach(func(k, v []byte) error {
+		h, err := decodeHistory(v)
+		if err != nil || !h.Audited() || len(k) != 20 {
+			return err
+		}
+		t, err := loadTask(tx, uuid.UUID(k[:16]))
+		if err != nil || t == nil {
+			return err
+		}
+		a := store.NewAuditEntry(t, &h)
+		b, err := encodeAudit(&a)
+		if err != nil {
+			return err
+		}
+		entries = append(entries, kv{auditKey(h.At, t.ID, h.Seq), b})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return putAudit(tx, entries)
 }
 
 // Close commits the requests already queued, stops the writer and closes the

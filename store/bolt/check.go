@@ -19,8 +19,11 @@ const maxCheckErrors = 20
 // invariants: every index entry names an existing task that agrees with it,
 // and every task has the entries its record implies; the counters equal a
 // recount of the non-final tasks and the totals are at least the final tasks
-// at each node; every task's history has HistoryLen entries numbered from 0.
-// It returns nil or every problem found (up to 20), joined.
+// at each node; every task's history has HistoryLen entries numbered from 0;
+// every operator action in a stored task's history has its audit entry (the
+// entries of purged tasks stay, and are not flagged); jobs, their results and
+// alarm crossings decode under their keys. It returns nil or every problem
+// found (up to 20), joined.
 //
 // Check reads the whole file in one write transaction, holding commits back,
 // and keeps every index key in memory: use it in tests and offline tools, not
@@ -43,6 +46,9 @@ func (db *DB) Check() error {
 	c.indexes()
 	c.counters()
 	c.history()
+	c.audit()
+	c.jobs()
+	c.alarms()
 	c.versions()
 	return errors.Join(c.errs...)
 }
@@ -52,6 +58,8 @@ type checker struct {
 	tx      *bbolt.Tx
 	errs    []error
 	lens    map[uuid.UUID]uint32         // HistoryLen per task
+	procs   map[uuid.UUID]string         // process per task
+	audited map[string]store.AuditEntry  // audit key -> the entry the history implies
 	entries map[string]map[string][]byte // bucket -> key -> value the tasks imply
 	counts  map[string]int64             // counts key -> non-final tasks
 	finals  map[string]int64             // totals key -> final tasks now
@@ -65,7 +73,7 @@ func (c *checker) fail(format string, args ...any) {
 
 // tasks decodes every task and derives the entries it implies.
 func (c *checker) tasks() {
-	c.lens = map[uuid.UUID]uint32{}
+	c.lens, c.procs = map[uuid.UUID]uint32{}, map[uuid.UUID]string{}
 	c.entries = map[string]map[string][]byte{}
 	c.counts, c.finals = map[string]int64{}, map[string]int64{}
 	for _, ix := range indexes {
@@ -90,7 +98,7 @@ func (c *checker) tasks() {
 
 // task records what one valid task implies.
 func (c *checker) task(t *store.Task) {
-	c.lens[t.ID] = t.HistoryLen
+	c.lens[t.ID], c.procs[t.ID] = t.HistoryLen, t.Process
 	if t.Status.Final() && t.Finished.IsZero() {
 		c.fail("task %s is %s without a Finished time", t.ID, t.Status)
 	}
@@ -167,6 +175,7 @@ func (c *checker) counters() {
 // that no entry outlives its task.
 func (c *checker) history() {
 	got := map[uuid.UUID]uint32{}
+	c.audited = map[string]store.AuditEntry{}
 	_ = c.tx.Bucket(bucketHistory).ForEach(func(k, v []byte) error {
 		if len(k) != 20 {
 			c.fail("history: malformed key %x", k)
@@ -183,6 +192,9 @@ func (c *checker) history() {
 			c.fail("history: task %s entry %d: decode: %v", id, seq, err)
 		case seq != got[id] || h.Seq != seq:
 			c.fail("history: task %s: entry %d (seq %d) out of order", id, seq, h.Seq)
+		case h.Audited():
+			t := &store.Task{ID: id, Process: c.procs[id]}
+			c.audited[string(auditKey(h.At, id, seq))] = store.NewAuditEntry(t, &h)
 		}
 		got[id]++
 		return nil
@@ -191,6 +203,132 @@ func (c *checker) history() {
 		if got[id] != n {
 			c.fail("history: task %s has %d entries, HistoryLen %d", id, got[id], n)
 		}
+	}
+}
+
+// audit checks the audit log against the history: every operator action of
+// a stored task has its entry, equal to it, and so has auditbytask. Entries
+// of tasks no longer stored are the log outliving a purge, and are fine.
+func (c *checker) audit() {
+	byTask := c.tx.Bucket(bucketAuditByTask)
+	seen := 0
+	_ = c.tx.Bucket(bucketAudit).ForEach(func(k, v []byte) error {
+		if len(k) != auditKeyLen {
+			c.fail("audit: malformed key %x", k)
+			return nil
+		}
+		a, err := decodeAudit(v)
+		switch {
+		case err != nil:
+			c.fail("audit: entry %x: decode: %v", k, err)
+			return nil
+		case !bytes.Equal(k, auditKey(a.At, a.TaskID, a.Seq)):
+			c.fail("audit: entry %x holds task %s entry %d at %v", k, a.TaskID, a.Seq, a.At)
+		case byTask.Get(auditByTaskKey(k)) == nil:
+			c.fail("audit: entry %x has no auditbytask entry", k)
+		}
+		if _, stored := c.lens[a.TaskID]; !stored {
+			return nil
+		}
+		want, ok := c.audited[string(k)]
+		switch {
+		case !ok:
+			c.fail("audit: entry %x of task %s matches no operator action in its history", k, a.TaskID)
+		case !sameAudit(want, a):
+			c.fail("audit: entry %x of task %s is %+v, the history says %+v", k, a.TaskID, a, want)
+		default:
+			seen++
+		}
+		return nil
+	})
+	if seen != len(c.audited) {
+		c.fail("audit: %d of %d operator actions in the history have no audit entry", len(c.audited)-seen, len(c.audited))
+	}
+	audit := c.tx.Bucket(bucketAudit)
+	_ = byTask.ForEach(func(k, _ []byte) error {
+		if len(k) != auditKeyLen || audit.Get(auditKeyOf(k)) == nil {
+			c.fail("auditbytask: entry %x names no audit entry", k)
+		}
+		return nil
+	})
+}
+
+// sameAudit reports whether two audit entries are equal, times by Equal.
+func sameAudit(a, b store.AuditEntry) bool {
+	at := a.At
+	a.At = b.At
+	return a == b && at.Equal(b.At)
+}
+
+// jobs checks that every job decodes under its own id, and that every result
+// belongs to a stored job and decodes under its task's id.
+func (c *checker) jobs() {
+	jobs := c.tx.Bucket(bucketJobs)
+	_ = jobs.ForEach(func(k, v []byte) error {
+		j, err := decodeJob(v)
+		switch {
+		case err != nil:
+			c.fail("jobs: %x: decode: %v", k, err)
+		case !bytes.Equal(k, j.ID[:]):
+			c.fail("jobs: %x holds job %s", k, j.ID)
+		case validateJob(j) != nil:
+			c.fail("jobs: %v", validateJob(j))
+		case j.Rev == 0:
+			c.fail("jobs: job %s is at rev 0", j.ID)
+		}
+		return nil
+	})
+	_ = c.tx.Bucket(bucketJobResults).ForEach(func(k, v []byte) error {
+		if len(k) != 32 {
+			c.fail("jobresults: malformed key %x", k)
+			return nil
+		}
+		r, err := decodeResult(v)
+		switch {
+		case err != nil:
+			c.fail("jobresults: %x: decode: %v", k, err)
+		case !bytes.Equal(k[16:], r.TaskID[:]):
+			c.fail("jobresults: %x holds the result of task %s", k, r.TaskID)
+		case jobs.Get(k[:16]) == nil:
+			c.fail("jobresults: result of task %s belongs to missing job %x", r.TaskID, k[:16])
+		}
+		return nil
+	})
+}
+
+// alarms checks that the alarm log decodes under its keys and that each
+// node's state is its latest crossing.
+func (c *checker) alarms() {
+	type crossing struct {
+		seq uint64
+		raw []byte
+	}
+	latest := map[string]crossing{}
+	_ = c.tx.Bucket(bucketAlarmLog).ForEach(func(k, v []byte) error {
+		a, err := decodeAlarm(v)
+		switch {
+		case err != nil:
+			c.fail("alarmlog: %x: decode: %v", k, err)
+		case !bytes.Equal(k, alarmLogKey(&a)):
+			c.fail("alarmlog: %x holds crossing %d of %q/%q", k, a.Seq, a.Process, a.Node)
+		default:
+			if key := string(join(a.Process, a.Node)); a.Seq > latest[key].seq {
+				latest[key] = crossing{a.Seq, bytes.Clone(v)}
+			}
+		}
+		return nil
+	})
+	seen := 0
+	_ = c.tx.Bucket(bucketAlarms).ForEach(func(k, v []byte) error {
+		if want, ok := latest[string(k)]; !ok || !bytes.Equal(want.raw, v) {
+			c.fail("alarms: the state of %q is not the latest crossing in the log (crossing %d)", k, want.seq)
+			return nil
+		}
+		seen++
+		return nil
+	})
+	if seen != len(latest) {
+		c.fail("alarms: %d of %d nodes in the alarm log have no state", len(latest)-seen, len(latest))
 	}
 }
 

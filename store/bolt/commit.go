@@ -54,7 +54,11 @@ type write struct {
 	old, new *store.Task
 	record   []byte   // new, encoded
 	history  [][]byte // the appended entries, encoded, from old.HistoryLen on
+	audit    []kv     // the audit entries of the appended operator actions
 }
+
+// kv is a key and its value.
+type kv struct{ k, v []byte }
 
 // id is the task the write is about.
 func (w *write) id() uuid.UUID {
@@ -316,11 +320,19 @@ func encodeWrite(old, n *store.Task, entries []store.HistoryEntry) (write, error
 		return write{}, invalid("store: task %s: encode: %v", n.ID, err)
 	}
 	for i := range entries {
-		b, err := encodeHistory(&entries[i])
+		h := &entries[i]
+		b, err := encodeHistory(h)
 		if err != nil {
 			return write{}, invalid("store: task %s: encode history entry %d: %v", n.ID, i, err)
 		}
 		w.history = append(w.history, b)
+		if h.Audited() {
+			a := store.NewAuditEntry(n, h)
+			if b, err = encodeAudit(&a); err != nil {
+				return write{}, invalid("store: task %s: encode audit entry %d: %v", n.ID, i, err)
+			}
+			w.audit = append(w.audit, kv{auditKey(h.At, n.ID, h.Seq), b})
+		}
 	}
 	return w, nil
 }
@@ -385,6 +397,20 @@ func writeRecord(tx *bbolt.Tx, w *write, id uuid.UUID) error {
 	}
 	for i, h := range w.history {
 		if err := history.Put(historyKey(id, base+uint32(i)), h); err != nil {
+			return err
+		}
+	}
+	return putAudit(tx, w.audit)
+}
+
+// putAudit writes audit entries and their auditbytask mirrors.
+func putAudit(tx *bbolt.Tx, entries []kv) error {
+	audit, byTask := tx.Bucket(bucketAudit), tx.Bucket(bucketAuditByTask)
+	for _, a := range entries {
+		if err := audit.Put(a.k, a.v); err != nil {
+			return err
+		}
+		if err := byTask.Put(auditByTaskKey(a.k), empty); err != nil {
 			return err
 		}
 	}

@@ -38,3 +38,37 @@ func decodeVersion(b []byte) (*store.Version, error) {
 	}
 	return v, nil
 }
+
+func encodeAudit(a *store.AuditEntry) ([]byte, error) { return json.Marshal(a) }
+
+func decodeAudit(b []byte) (store.AuditEntry, error) {
+	var a store.AuditEntry
+	err := json.Unmarshal(b, &a)
+	return a, err
+}
+
+func encodeJob(j *store.Job) ([]byte, error) { return json.Marshal(j) }
+
+func decodeJob(b []byte) (*store.Job, error) {
+	j := new(store.Job)
+	if err := json.Unmarshal(b, j); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+func encodeResult(r *store.JobResult) ([]byte, error) { return json.Marshal(r) }
+
+func decodeResult(b []byte) (store.JobResult, error) {
+	var r store.JobResult
+	err := json.Unmarshal(b, &r)
+	return r, err
+}
+
+func encodeAlarm(c *store.AlarmCrossing) ([]byte, error) { return json.Marshal(c) }
+
+func decodeAlarm(b []byte) (store.AlarmCrossing, error) {
+	var c store.AlarmCrossing
+	err := json.Unmarshal(b, &c)
+	return c, err
+}

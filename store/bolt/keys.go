@@ -28,10 +28,19 @@ var (
 	bucketVersions = []byte("versions") // process 0 version -> JSON Version
 	bucketMeta     = []byte("meta")     // "schema" -> u32
 
+	// The audit log outlives the tasks: Purge leaves both buckets alone.
+	bucketAudit       = []byte("audit")       // at unix-nano u64 + task id + seq u32 -> JSON AuditEntry
+	bucketAuditByTask = []byte("auditbytask") // task id + at unix-nano u64 + seq u32 -> empty
+	bucketJobs        = []byte("jobs")        // job id -> JSON Job
+	bucketJobResults  = []byte("jobresults")  // job id + task id -> JSON JobResult
+	bucketAlarms      = []byte("alarms")      // process 0 node -> JSON AlarmCrossing, the latest
+	bucketAlarmLog    = []byte("alarmlog")    // at unix-nano u64 + process 0 node 0 seq u64 -> JSON AlarmCrossing
+
 	allBuckets = [][]byte{
 		bucketTasks, bucketHistory, bucketRefs, bucketTokens, bucketTimers,
 		bucketRunnable, bucketByNode, bucketByStatus, bucketCounts, bucketTotals,
 		bucketFinished, bucketVersions, bucketMeta,
+		bucketAudit, bucketAuditByTask, bucketJobs, bucketJobResults, bucketAlarms, bucketAlarmLog,
 	}
 )
 
@@ -39,7 +48,9 @@ var (
 // one this code writes and reads.
 var schemaKey = []byte("schema")
 
-const schemaVersion uint32 = 1
+// Version 2 added the audit log, jobs and alarms; Open upgrades a version 1
+// file by creating their buckets and filling the audit log from the history.
+const schemaVersion uint32 = 2
 
 // empty is the value of set-like index entries.
 var empty = []byte{}
@@ -112,6 +123,37 @@ func keyNanos(k []byte) uint64 { return binary.BigEndian.Uint64(k) }
 // historyKey is the key of a task's history entry seq.
 func historyKey(id uuid.UUID, seq uint32) []byte {
 	return binary.BigEndian.AppendUint32(withID(nil, id), seq)
+}
+
+// auditKey is the audit bucket's key of a task's history entry.
+func auditKey(at time.Time, id uuid.UUID, seq uint32) []byte {
+	return binary.BigEndian.AppendUint32(timeKey(at, id), seq)
+}
+
+// auditByTaskKey is the auditbytask key of an audit key.
+func auditByTaskKey(ak []byte) []byte {
+	k := make([]byte, 0, len(ak))
+	k = append(k, ak[8:24]...)
+	k = append(k, ak[:8]...)
+	return append(k, ak[24:]...)
+}
+
+// auditKeyOf undoes auditByTaskKey.
+func auditKeyOf(tk []byte) []byte {
+	k := make([]byte, 0, len(tk))
+	k = append(k, tk[16:24]...)
+	k = append(k, tk[:16]...)
+	return append(k, tk[24:]...)
+}
+
+// auditKeyLen is the length of audit and auditbytask keys.
+const auditKeyLen = 8 + 16 + 4
+
+// alarmLogKey is the alarmlog key of a crossing.
+func alarmLogKey(c *store.AlarmCrossing) []byte {
+	k := binary.BigEndian.AppendUint64(nil, nanos(c.At))
+	k = append(append(k, join(c.Process, c.Node)...), 0)
+	return binary.BigEndian.AppendUint64(k, c.Seq)
 }
 
 // The index keys of a task. Each returns nil when the task has no entry in

@@ -20,6 +20,8 @@ var indexNames = []string{
 	"tasks_pkey", "tasks_token_unique", "tasks_ref", "tasks_timer", "tasks_runnable", "tasks_by_node",
 	"tasks_by_status", "tasks_finished", "tasks_lease", "history_pkey", "counts_pkey", "totals_pkey",
 	"versions_pkey", "schema_migrations_pkey",
+	"audit_pkey", "audit_at", "audit_by_actor", "audit_by_process", "jobs_pkey", "job_results_pkey",
+	"alarm_crossings_pkey", "alarm_crossings_at",
 }
 
 // Check verifies the invariants store/bolt's Check does, where PostgreSQL
@@ -27,8 +29,11 @@ var indexNames = []string{
 // non-final tasks, and the totals are at least the final tasks at each node;
 // every task decodes and passes a commit's checks, and a final one has a
 // Finished time; every task's history has HistoryLen entries numbered from 0
-// and no entry outlives its task; the schema is at this build's version with
-// every index present and valid. The index entries themselves are
+// and no entry outlives its task; every operator action in the history has
+// its audit entry, equal to it, and no audit entry of a stored task lacks its
+// history entry (entries of purged tasks stay, and are not flagged); every
+// job decodes and agrees with its columns; the schema is at this build's
+// version with every index present and valid. The index entries themselves are
 // PostgreSQL's and cannot disagree with the rows. It returns nil or every
 // problem found (up to 20), joined.
 //
@@ -43,7 +48,7 @@ func (db *DB) Check() error {
 	c := &checker{}
 	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
 	err := pgx.BeginTxFunc(ctx, db.pool, opts, func(tx pgx.Tx) error {
-		for _, step := range []func(context.Context, pgx.Tx) error{c.tasks, c.counters, c.totals, c.history, c.schema} {
+		for _, step := range []func(context.Context, pgx.Tx) error{c.tasks, c.counters, c.totals, c.history, c.audit, c.jobs, c.schema} {
 			if err := step(ctx, tx); err != nil {
 				return err
 			}
@@ -156,6 +161,55 @@ func (c *checker) history(ctx context.Context, tx pgx.Tx) error {
 	rows, _ = tx.Query(ctx, `SELECT DISTINCT task_id FROM history h WHERE NOT EXISTS (SELECT FROM tasks t WHERE t.id = h.task_id)`)
 	_, err = pgx.ForEachRow(rows, []any{&id}, func() error {
 		c.fail("history: entries of missing task %s", id)
+		return nil
+	})
+	return err
+}
+
+// audit compares the audit log with the operator actions of the history.
+func (c *checker) audit(ctx context.Context, tx pgx.Tx) error {
+	rows, _ := tx.Query(ctx, `
+		SELECT coalesce(h.task_id, a.task_id), coalesce(h.seq, a.seq), h.task_id IS NULL, a.task_id IS NULL
+		FROM (SELECT h.*, t.process FROM history h JOIN tasks t ON t.id = h.task_id
+			WHERE h.event LIKE 'operator\_%') h
+		FULL JOIN (SELECT a.* FROM audit a WHERE EXISTS (SELECT FROM tasks t WHERE t.id = a.task_id)) a
+		ON (a.task_id, a.seq) = (h.task_id, h.seq)
+		WHERE h.task_id IS NULL OR a.task_id IS NULL
+			OR (a.at, a.process, a.actor, a.action, a.from_node, a.to_node, a.reason, a.detail, a.job_id)
+			IS DISTINCT FROM (coalesce(h.at, `+fmt.Sprint(zeroAuditTime)+`), h.process, h.actor, h.event, h.from_node,
+				h.to_node, h.reason, h.detail, h.job_id)`)
+	var id uuid.UUID
+	var seq int64
+	var noHistory, noAudit bool
+	_, err := pgx.ForEachRow(rows, []any{&id, &seq, &noHistory, &noAudit}, func() error {
+		switch {
+		case noHistory:
+			c.fail("audit: entry of task %s seq %d matches no operator action in its history", id, seq)
+		case noAudit:
+			c.fail("audit: task %s: the operator action at seq %d has no audit entry", id, seq)
+		default:
+			c.fail("audit: entry of task %s seq %d differs from its history entry", id, seq)
+		}
+		return nil
+	})
+	return err
+}
+
+// jobs checks that every job decodes and agrees with its columns.
+func (c *checker) jobs(ctx context.Context, tx pgx.Tx) error {
+	rows, _ := tx.Query(ctx, `SELECT id, rev, status, job FROM jobs`)
+	var id uuid.UUID
+	var rev int64
+	var status string
+	var body []byte
+	_, err := pgx.ForEachRow(rows, []any{&id, &rev, &status, &body}, func() error {
+		j, err := decodeJob(body)
+		switch {
+		case err != nil:
+			c.fail("jobs: %s: %v", id, err)
+		case j.ID != id || j.Rev != uint64(rev) || string(j.Status) != status:
+			c.fail("jobs: row %s (rev %d, %s) holds job %s (rev %d, %s)", id, rev, status, j.ID, j.Rev, j.Status)
+		}
 		return nil
 	})
 	return err

@@ -210,8 +210,10 @@ var (
 	// updateTask sets every column but id ($1).
 	updateTask = `UPDATE tasks SET (` + strings.SplitN(taskColumns, ",", 2)[1] + `) = (` + placeholders(2, 22) + `) WHERE id = $1`
 
-	insertHistory = `INSERT INTO history (task_id, seq, at, from_node, to_node, event, actor, reason, detail)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+	insertHistory = `INSERT INTO history (task_id, seq, at, from_node, to_node, event, actor, reason, detail, job_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+	insertAudit = `INSERT INTO audit (task_id, seq, at, process, actor, action, from_node, to_node, reason, detail, job_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
 	addCount = `INSERT INTO counts (process, node, status, n) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (process, node, status) DO UPDATE SET n = counts.n + excluded.n`
 	// subCount takes from a counter: an INSERT ... ON CONFLICT would check
@@ -243,7 +245,11 @@ func (p *plan) apply(ctx context.Context, tx pgx.Tx, channel string) error {
 			b.Queue(updateTask, w.args...)
 		}
 		for _, h := range w.history {
-			b.Queue(insertHistory, w.new.ID, int64(h.Seq), timeArg(h.At), h.From, h.To, h.Event, h.Actor, h.Reason, h.Detail)
+			b.Queue(insertHistory, w.new.ID, int64(h.Seq), timeArg(h.At), h.From, h.To, h.Event, h.Actor, h.Reason, h.Detail, h.JobID)
+			if h.Audited() {
+				b.Queue(insertAudit, w.new.ID, int64(h.Seq), auditTime(h.At), w.new.Process, h.Actor, h.Event,
+					h.From, h.To, h.Reason, h.Detail, h.JobID)
+			}
 		}
 	}
 	for _, k := range slices.SortedFunc(maps.Keys(p.counts), compareCounts) {
@@ -444,7 +450,7 @@ func checkHistory(old, n *store.Task, entries []store.HistoryEntry) error {
 		}
 		what := fmt.Sprintf("task %s: history entry %d", n.ID, h.Seq)
 		err := checkFields(what, field{"from", h.From}, field{"to", h.To}, field{"event", h.Event},
-			field{"actor", h.Actor}, field{"reason", h.Reason}, field{"detail", h.Detail})
+			field{"actor", h.Actor}, field{"reason", h.Reason}, field{"detail", h.Detail}, field{"job id", h.JobID})
 		if err != nil {
 			return err
 		}

@@ -234,7 +234,15 @@ func TestMigrate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := []string{"0001_init.sql"}; !cmp.Equal(applied, want) {
+		ms, err := migrations()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for _, m := range ms {
+			want = append(want, m.name)
+		}
+		if !cmp.Equal(applied, want) {
 			t.Errorf("first Migrate applied %v, want %v", applied, want)
 		}
 		if applied, err := Migrate(t.Context(), u); err != nil || len(applied) != 0 {
@@ -243,11 +251,11 @@ func TestMigrate(t *testing.T) {
 		db := openTest(t, u, Options{})
 		var version int
 		var name string
-		if err := db.pool.QueryRow(t.Context(), `SELECT version, name FROM schema_migrations`).Scan(&version, &name); err != nil {
+		if err := db.pool.QueryRow(t.Context(), `SELECT version, name FROM schema_migrations ORDER BY version DESC LIMIT 1`).Scan(&version, &name); err != nil {
 			t.Fatal(err)
 		}
-		if version != 1 || name != "0001_init.sql" {
-			t.Errorf("schema_migrations = (%d, %q), want (1, 0001_init.sql)", version, name)
+		if version != len(want) || name != want[len(want)-1] {
+			t.Errorf("schema_migrations ends with (%d, %q), want (%d, %s)", version, name, len(want), want[len(want)-1])
 		}
 		mustCheck(t, db)
 	})
@@ -269,9 +277,36 @@ func TestMigrate(t *testing.T) {
 			}
 			applied += len(results[i])
 		}
-		if applied != 1 {
-			t.Errorf("%d migrations applied by %d concurrent Migrates, want 1", applied, nodes)
+		if applied != schemaVersion() {
+			t.Errorf("%d migrations applied by %d concurrent Migrates, want %d", applied, nodes, schemaVersion())
 		}
+	})
+	t.Run("0002_fills_the_audit_log_from_the_history", func(t *testing.T) {
+		t.Parallel()
+		u := freshSchema(t)
+		ms, err := migrations()
+		if err != nil {
+			t.Fatal(err)
+		}
+		admin(t, u, ms[0].sql)
+		admin(t, u, `CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
+			INSERT INTO schema_migrations (version, name) VALUES (1, '0001_init.sql')`)
+		id := uuid.Must(uuid.NewV7())
+		at := time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC)
+		admin(t, u, `INSERT INTO tasks (id, process, version, node, status, rev, history_len) VALUES ($1, 'payment', 'v1', 'done', 'active', 2, 2)`, id)
+		admin(t, u, `INSERT INTO counts (process, node, status, n) VALUES ('payment', 'done', 'active', 1)`)
+		admin(t, u, `INSERT INTO history (task_id, seq, at, to_node, event, actor) VALUES ($1, 0, $2, 'start', 'submit', 'api'),
+			($1, 1, $2, 'done', 'operator_move', 'token:alice')`, id, at.UnixNano())
+		db := openTest(t, u, Options{})
+		page, err := db.Audit(t.Context(), store.AuditFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []store.AuditEntry{{At: at, Actor: "token:alice", Action: "operator_move", TaskID: id, Seq: 1, Process: "payment", To: "done"}}
+		if diff := cmp.Diff(want, page.Entries); diff != "" {
+			t.Errorf("Audit after the migration (-want +got):\n%s", diff)
+		}
+		mustCheck(t, db)
 	})
 }
 

@@ -74,13 +74,13 @@ func (db *DB) History(ctx context.Context, id uuid.UUID) ([]store.HistoryEntry, 
 	if err := db.ready(ctx); err != nil {
 		return nil, err
 	}
-	rows, _ := db.pool.Query(ctx, `SELECT seq, at, from_node, to_node, event, actor, reason, detail
+	rows, _ := db.pool.Query(ctx, `SELECT seq, at, from_node, to_node, event, actor, reason, detail, job_id
 		FROM history WHERE task_id = $1 ORDER BY seq`, id)
 	hs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.HistoryEntry, error) {
 		var h store.HistoryEntry
 		var seq int64
 		var at *int64
-		err := row.Scan(&seq, &at, &h.From, &h.To, &h.Event, &h.Actor, &h.Reason, &h.Detail)
+		err := row.Scan(&seq, &at, &h.From, &h.To, &h.Event, &h.Actor, &h.Reason, &h.Detail, &h.JobID)
 		h.Seq, h.At = uint32(seq), timeOf(at)
 		return h, err
 	})

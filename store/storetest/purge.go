@@ -112,5 +112,8 @@ var closeTests = []test{
 		wantErr(t, f.s.Commit(f.ctx, f.creation(f.task())), store.ErrClosed)
 		_, err := f.s.Task(f.ctx, task.ID)
 		wantErr(t, err, store.ErrClosed)
+		_, err = f.s.Audit(f.ctx, store.AuditFilter{})
+		wantErr(t, err, store.ErrClosed)
+		wantErr(t, f.s.PutJob(f.ctx, f.job()), store.ErrClosed)
 	}},
 }

@@ -55,6 +55,10 @@ var groups = []struct {
 	{"Counts", countsTests},
 	{"Purge", purgeTests},
 	{"Version", versionTests},
+	{"Audit", auditTests},
+	{"Job", jobTests},
+	{"JobResults", resultTests},
+	{"Alarm", alarmTests},
 	{"Close", closeTests},
 }
 

@@ -1,0 +1,366 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/conveyor-dev/conveyor/store"
+)
+
+// Sizes of the seed's messages on the wire and of what one commit writes,
+// measured on the seed flow (see BENCHMARKS.md), so that the bare program
+// moves as many bytes as the service does.
+const (
+	bareSubmit        = 250  // the submit's JSON body
+	bareSubmitReply   = 525  // the task view a submit answers
+	bareHoldRequest   = 525  // the signed LiqPay hold form
+	bareHoldReply     = 620  // LiqPay's JSON answer
+	bareCallback      = 860  // the signed callback form
+	bareCallbackReply = 110  // {"result":"accepted",...}
+	bareRecord        = 2400 // a task record (1.5-2.6 KB) and the history entries (160 B each) a commit adds
+	// bareMaxBatch is the store's default group-commit size.
+	bareMaxBatch = 1000
+)
+
+// ceilingRun measures, at each of the seed's concurrencies, a bare program
+// that does what a seed flow does on the wire and on disk and nothing
+// else: the client POSTs a submit; the server commits and answers, then
+// POSTs a hold to a simulator-like endpoint that answers and then POSTs a
+// callback back; the server commits the reply and the callback, as many
+// fsync'd commits in all as a seed flow costs (measured by the seed
+// scenario, 3 when it did not run), grouped by a writer like the store's.
+// No JSON, no signatures, no FSM, no indexes: the machine's limit.
+func (r *runner) ceilingRun(ctx context.Context) error {
+	commits := commitsOf(r.commitsPerFlow)
+	for _, conc := range r.o.Size.SeedConcurrency {
+		if r.ceiling[conc] == nil {
+			if err := r.measureCeiling(ctx, conc, commits); err != nil {
+				return err
+			}
+		}
+		c := r.ceiling[conc]
+		r.cpuNote(fmt.Sprintf("ceiling @ %d", conc), c.res)
+		at := fmt.Sprintf(" @ %d clients", conc)
+		r.add(Row{Scenario: Ceiling, Metric: "completed flows/s" + at, Value: c.res.rate, Unit: "/s"})
+		r.add(Row{Scenario: Ceiling, Metric: "end-to-end p50" + at, Value: ms(quantile(c.res.latencies, 0.5)), Unit: "ms"})
+		r.add(Row{Scenario: Ceiling, Metric: "end-to-end p99" + at, Value: ms(quantile(c.res.latencies, 0.99)), Unit: "ms"})
+		r.add(Row{Scenario: Ceiling, Metric: "callback ack p99" + at, Value: ms(quantile(c.acks, 0.99)), Unit: "ms"})
+		r.note("ceiling @ %d: %d fsync'd commits per flow, %d B written per commit; %s", conc, c.commits, bareRecord, c.writer)
+	}
+	r.share()
+	return nil
+}
+
+// commitsOf rounds the seed's measured commits per flow; 3 (submit, reply,
+// callback) when the seed did not run.
+func commitsOf(perFlow float64) int {
+	if perFlow <= 0 {
+		return 3
+	}
+	return max(3, int(perFlow+0.5))
+}
+
+// ceilingResult is one measurement of the bare program.
+type ceilingResult struct {
+	res     *loadResult
+	acks    []time.Duration
+	commits int
+	writer  string // how hard the group committer worked
+}
+
+// measureCeiling measures the bare program at conc clients and keeps the
+// result for the ceiling's rows and the seed's share.
+func (r *runner) measureCeiling(ctx context.Context, conc, commits int) error {
+	res, writer, err := r.ceilingAt(ctx, conc, commits)
+	if err != nil {
+		return err
+	}
+	if r.ceiling == nil {
+		r.ceiling = map[int]*ceilingResult{}
+	}
+	r.ceiling[conc] = &ceilingResult{res: res, acks: r.acks.between(res.from, res.to), commits: commits, writer: writer}
+	return nil
+}
+
+func (r *runner) ceilingAt(ctx context.Context, conc, commits int) (*loadResult, string, error) {
+	dir, cleanup, err := r.tempDir(fmt.Sprintf("ceiling-%d", conc))
+	if err != nil {
+		return nil, "", err
+	}
+	defer cleanup()
+	b, err := startBare(filepath.Join(dir, "bare.db"), commits)
+	if err != nil {
+		return nil, "", err
+	}
+	defer b.close()
+	cl := newHTTPClient(conc)
+	defer cl.CloseIdleConnections()
+	body := bytes.Repeat([]byte("x"), bareSubmit)
+	r.acks.reset()
+	res := drive(ctx, conc, warmUp(r.o.Size.Duration), r.o.Size.Duration, nil, func(ctx context.Context, w, n int) (time.Time, time.Time, error) {
+		id := fmt.Sprintf("c%d-%d-%d", conc, w, n)
+		ch := b.waiters.expect(id)
+		defer b.waiters.forget(id)
+		start := time.Now()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.url+"/submit/"+id, bytes.NewReader(body))
+		if err != nil {
+			return start, time.Now(), err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if err := roundTrip(cl, req, http.StatusCreated); err != nil {
+			return start, time.Now(), err
+		}
+		ev, ok := await(ch, flowLimit, event.settled)
+		if !ok {
+			return start, time.Now(), fmt.Errorf("bare flow %s did not end within %s", id, flowLimit)
+		}
+		return start, ev.At, nil
+	})
+	writer := fmt.Sprintf("the writer committed %.1f puts per transaction, %.2f ms each",
+		float64(b.w.puts.Load())/float64(max(1, b.w.batches.Load())), ms(time.Duration(b.w.busy.Load()/max(1, b.w.batches.Load()))))
+	return res, writer, failed(res)
+}
+
+// roundTrip sends req, reads the whole answer and checks its status.
+func roundTrip(c *http.Client, req *http.Request, want int) error {
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return err
+	}
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s: HTTP %d, want %d", req.Method, req.URL.Path, resp.StatusCode, want)
+	}
+	return nil
+}
+
+// bare is the ceiling's server: one HTTP server holding both the service's
+// endpoints and the simulator's, and a bbolt file written by a group
+// committer.
+type bare struct {
+	url     string
+	srv     *http.Server
+	served  chan error
+	w       *groupWriter
+	out     *http.Client // server -> simulator, pooled like the engine's
+	back    *http.Client // simulator -> server, as the LiqPay sandbox's
+	waiters waiters
+	commits int
+	flows   sync.Map // id -> *atomic.Int32: events (reply, callback) still to come
+	seq     atomic.Uint64
+	wg      sync.WaitGroup
+}
+
+func startBare(path string, commits int) (*bare, error) {
+	w, err := openGroupWriter(path)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		w.close()
+		return nil, err
+	}
+	b := &bare{
+		url: "http://" + ln.Addr().String(), w: w, commits: commits, served: make(chan error, 1),
+		out:     &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}},
+		back:    &http.Client{Timeout: 5 * time.Second}, // http.DefaultTransport, timed by the harness
+		waiters: waiters{m: map[string]chan event{}},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /submit/{id}", b.submit)
+	mux.HandleFunc("POST /callbacks/{id}", b.callback)
+	mux.HandleFunc("POST /sim/request/{id}", b.simulate)
+	b.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { b.served <- b.srv.Serve(ln) }()
+	return b, nil
+}
+
+func (b *bare) close() {
+	_ = b.srv.Shutdown(context.Background())
+	<-b.served
+	b.wg.Wait()
+	b.out.CloseIdleConnections()
+	b.w.close()
+}
+
+// commit writes n records of bareRecord bytes, each in the group commit
+// that is forming, and returns once they are on disk.
+func (b *bare) commit(n int) error {
+	for range n {
+		key := binary.BigEndian.AppendUint64(nil, b.seq.Add(1))
+		if err := b.w.put(key, make([]byte, bareRecord)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// submit: commit the new task, answer, then make the hold call.
+func (b *bare) submit(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, err := io.Copy(io.Discard, r.Body); err != nil || b.commit(1) != nil {
+		http.Error(w, "commit failed", http.StatusServiceUnavailable)
+		return
+	}
+	left := &atomic.Int32{}
+	left.Store(2)
+	b.flows.Store(id, left)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	_, _ = w.Write(make([]byte, bareSubmitReply))
+	b.wg.Go(func() { b.call(id) })
+}
+
+// call sends the hold to the simulator and commits its reply.
+func (b *bare) call(id string) {
+	req, err := http.NewRequest(http.MethodPost, b.url+"/sim/request/"+id, bytes.NewReader(make([]byte, bareHoldRequest)))
+	if err != nil {
+		return
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if roundTrip(b.out, req, http.StatusOK) != nil || b.commit(1) != nil {
+		return
+	}
+	b.event(id)
+}
+
+// simulate is the provider: it answers the hold, then (once the answer is
+// out) posts the callback, as the LiqPay sandbox does.
+func (b *bare) simulate(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	_, _ = io.Copy(io.Discard, r.Body)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(make([]byte, bareHoldReply))
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	b.wg.Go(func() {
+		form := "data=" + strings.Repeat("x", bareCallback-25) + "&signature=0123456789ab"
+		req, err := http.NewRequest(http.MethodPost, b.url+"/callbacks/"+id, strings.NewReader(form))
+		if err != nil {
+			return
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		_ = roundTrip(b.back, req, http.StatusOK)
+	})
+}
+
+// callback commits the callback (and whatever commits a seed flow spends
+// beyond its three) and answers.
+func (b *bare) callback(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, err := io.Copy(io.Discard, r.Body); err != nil || b.commit(b.commits-2) != nil {
+		http.Error(w, "commit failed", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(make([]byte, bareCallbackReply))
+	b.event(id)
+}
+
+// event counts down a flow's reply and callback; the flow ends with the
+// later of the two.
+func (b *bare) event(id string) {
+	v, ok := b.flows.Load(id)
+	if !ok || v.(*atomic.Int32).Add(-1) > 0 {
+		return
+	}
+	b.flows.Delete(id)
+	b.waiters.notify(id, event{Status: store.StatusSucceeded, At: time.Now()})
+}
+
+// groupWriter is the store's group commit reduced to its physics: one
+// goroutine takes the queued puts, writes them in one bbolt transaction
+// and one fsync, and answers every caller.
+type groupWriter struct {
+	db   *bbolt.DB
+	reqs chan *put
+	done chan struct{}
+	// batches, puts and busy (nanoseconds in transactions) say how hard
+	// the writer worked.
+	batches, puts, busy atomic.Int64
+}
+
+type put struct {
+	key, val []byte
+	err      chan error
+}
+
+var bareBucket = []byte("tasks")
+
+func openGroupWriter(path string) (*groupWriter, error) {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, InitialMmapSize: 1 << 30, FreelistType: bbolt.FreelistMapType})
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucketIfNotExists(bareBucket); return err }); err != nil {
+		db.Close()
+		return nil, err
+	}
+	g := &groupWriter{db: db, reqs: make(chan *put, bareMaxBatch), done: make(chan struct{})}
+	go g.run()
+	return g, nil
+}
+
+func (g *groupWriter) put(key, val []byte) error {
+	p := &put{key: key, val: val, err: make(chan error, 1)}
+	g.reqs <- p
+	return <-p.err
+}
+
+func (g *groupWriter) run() {
+	defer close(g.done)
+	for p := range g.reqs {
+		batch := []*put{p}
+	collect:
+		for len(batch) < bareMaxBatch {
+			select {
+			case q, ok := <-g.reqs:
+				if !ok {
+					break collect
+				}
+				batch = append(batch, q)
+			default:
+				break collect
+			}
+		}
+		start := time.Now()
+		err := g.db.Update(func(tx *bbolt.Tx) error {
+			bk := tx.Bucket(bareBucket)
+			for _, p := range batch {
+				if err := bk.Put(p.key, p.val); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		g.busy.Add(int64(time.Since(start)))
+		g.batches.Add(1)
+		g.puts.Add(int64(len(batch)))
+		for _, p := range batch {
+			p.err <- err
+		}
+	}
+}
+
+func (g *groupWriter) close() {
+	close(g.reqs)
+	<-g.done
+	_ = g.db.Close()
+}

@@ -1,0 +1,192 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Machine describes where the numbers were taken.
+type Machine struct {
+	CPUs      int    `json:"cpus"`
+	Model     string `json:"model"`
+	MemoryMiB int64  `json:"memory_mib"`
+	Kernel    string `json:"kernel"`
+	GoVersion string `json:"go_version"`
+	// Dir is where the databases were; FsyncP50ms and FsyncP99ms are the
+	// latencies of a 4 KiB write plus fdatasync there.
+	Dir        string  `json:"dir"`
+	FsyncP50ms float64 `json:"fsync_p50_ms"`
+	FsyncP99ms float64 `json:"fsync_p99_ms"`
+	// LoadAverage is the 1-minute load before the run: other work on the
+	// machine makes every number worse.
+	LoadAverage string `json:"load_average"`
+}
+
+// fsyncProbes is how many write+fdatasync rounds measure the disk.
+const fsyncProbes = 200
+
+func probeMachine(dir string) (Machine, error) {
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	m := Machine{CPUs: runtime.NumCPU(), Model: cpuModel(), GoVersion: runtime.Version(), Dir: dir}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.LoadAverage = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	if kb, ok := procField("/proc/meminfo", "MemTotal"); ok {
+		m.MemoryMiB = kb >> 10
+	}
+	ds, err := fsyncLatency(dir, fsyncProbes)
+	if err != nil {
+		return m, fmt.Errorf("bench: measure fsync in %s: %w", dir, err)
+	}
+	m.FsyncP50ms, m.FsyncP99ms = ms(quantile(ds, 0.5)), ms(quantile(ds, 0.99))
+	return m, nil
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
+
+// fsyncLatency times n rounds of a 4 KiB write and a data sync (bbolt's
+// commit ends in one) in a fresh file in dir.
+func fsyncLatency(dir string, n int) ([]time.Duration, error) {
+	f, err := os.CreateTemp(dir, "conveyor-bench-fsync-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	page := bytes.Repeat([]byte{0xa5}, 4096)
+	ds := make([]time.Duration, 0, n)
+	for i := range n {
+		start := time.Now()
+		if _, err := f.WriteAt(page, int64(i%64)*4096); err != nil {
+			return nil, err
+		}
+		if err := fdatasync(f); err != nil {
+			return nil, err
+		}
+		ds = append(ds, time.Since(start))
+	}
+	return ds, nil
+}
+
+// memory is the process's resident memory, from /proc/self/status.
+type memory struct {
+	RSS, Anon, File, HWM int64 // bytes
+}
+
+func readMemory() memory {
+	var m memory
+	for name, dst := range map[string]*int64{"VmRSS": &m.RSS, "RssAnon": &m.Anon, "RssFile": &m.File, "VmHWM": &m.HWM} {
+		if kb, ok := procField("/proc/self/status", name); ok {
+			*dst = kb << 10
+		}
+	}
+	return m
+}
+
+// procField reads a "Name:   123 kB" line of a /proc file, in kB.
+func procField(path, name string) (int64, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok || k != name {
+			continue
+		}
+		fields := strings.Fields(v)
+		if len(fields) == 0 {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(fields[0], 10, 64)
+		return n, err == nil
+	}
+	return 0, false
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// cpuSample is the CPU time this process and the whole machine had used at
+// one moment.
+type cpuSample struct {
+	at    time.Time
+	self  time.Duration // user+system time of this process
+	busy  time.Duration // non-idle time of every CPU of the machine
+	valid bool
+}
+
+func sampleCPU() cpuSample {
+	s := cpuSample{at: time.Now()}
+	self, ok := processCPU()
+	if !ok {
+		return s
+	}
+	s.self = self
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return s
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return s
+	}
+	var total, idle int64
+	for i, v := range f[1:] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return s
+		}
+		total += n
+		if i == 3 || i == 4 { // idle, iowait
+			idle += n
+		}
+	}
+	s.busy = time.Duration(total-idle) * time.Second / clockTicks
+	s.valid = true
+	return s
+}
+
+// clockTicks is USER_HZ, the unit of /proc/stat: 100 on every Linux
+// architecture Go runs on.
+const clockTicks = 100
+
+// cpuUse is how many CPUs this process and everything else kept busy, on
+// average, between two samples.
+type cpuUse struct {
+	Self, Others float64
+}
+
+func cpuBetween(a, b cpuSample) cpuUse {
+	if !a.valid || !b.valid {
+		return cpuUse{}
+	}
+	wall := b.at.Sub(a.at).Seconds()
+	self := (b.self - a.self).Seconds() / wall
+	all := (b.busy - a.busy).Seconds() / wall
+	return cpuUse{Self: self, Others: max(0, all-self)}
+}

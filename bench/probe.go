@@ -1,0 +1,293 @@
+package bench
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/conveyor-dev/conveyor/engine"
+	"github.com/conveyor-dev/conveyor/store"
+)
+
+// probe watches a service from inside its engine: it counts commits and
+// moves, keeps timer lags, and tells the client waiting on a task (by ref)
+// about each commit of it, so that end-to-end latency is measured where the
+// final state becomes durable instead of by polling.
+type probe struct {
+	next engine.Metrics // the service's own metrics, still fed
+
+	commits     atomic.Int64
+	transitions atomic.Int64
+
+	// commitLat keeps the latency of every engine commit, queueing in the
+	// group commit and fsync included.
+	commitMu  sync.Mutex
+	commitLat []time.Duration
+
+	lagMu sync.Mutex
+	lags  []time.Duration
+
+	// finished counts the tasks that reached a final status; lastFinish is
+	// when the latest did (Unix nanoseconds).
+	finished   atomic.Int64
+	lastFinish atomic.Int64
+
+	waiters waiters
+}
+
+var _ engine.Metrics = (*probe)(nil)
+
+func newProbe() *probe { return &probe{waiters: waiters{m: map[string]chan event{}}} }
+
+// configure installs the probe in an engine configuration.
+func (p *probe) configure(c *engine.Config) {
+	p.next = c.Metrics
+	c.Metrics = p
+	prev := c.OnCommit
+	c.OnCommit = func(t *store.Task) {
+		if prev != nil {
+			prev(t)
+		}
+		if t.Status.Final() {
+			p.finished.Add(1)
+			now := time.Now().UnixNano()
+			for prev := p.lastFinish.Load(); prev < now && !p.lastFinish.CompareAndSwap(prev, now); prev = p.lastFinish.Load() {
+			}
+		}
+		if t.Ref != "" {
+			p.waiters.notify(t.Ref, event{Node: t.Node, Status: t.Status, At: time.Now()})
+		}
+	}
+}
+
+// Transition implements engine.Metrics.
+func (p *probe) Transition(process, from, to, ev string) {
+	p.transitions.Add(1)
+	if p.next != nil {
+		p.next.Transition(process, from, to, ev)
+	}
+}
+
+// Call implements engine.Metrics.
+func (p *probe) Call(process, node, outcome string, d time.Duration) {
+	if p.next != nil {
+		p.next.Call(process, node, outcome, d)
+	}
+}
+
+// Callback implements engine.Metrics.
+func (p *probe) Callback(result string) {
+	if p.next != nil {
+		p.next.Callback(result)
+	}
+}
+
+// TimerLag implements engine.Metrics.
+func (p *probe) TimerLag(d time.Duration) {
+	p.lagMu.Lock()
+	p.lags = append(p.lags, d)
+	p.lagMu.Unlock()
+	if p.next != nil {
+		p.next.TimerLag(d)
+	}
+}
+
+// Commit implements engine.Metrics.
+func (p *probe) Commit(d time.Duration, err error) {
+	if err == nil {
+		p.commits.Add(1)
+		p.commitMu.Lock()
+		p.commitLat = append(p.commitLat, d)
+		p.commitMu.Unlock()
+	}
+	if p.next != nil {
+		p.next.Commit(d, err)
+	}
+}
+
+// Alarm implements engine.Metrics.
+func (p *probe) Alarm(process, node string, on bool) {
+	if p.next != nil {
+		p.next.Alarm(process, node, on)
+	}
+}
+
+// commitLatencies returns the commit latencies observed so far and forgets
+// them.
+func (p *probe) commitLatencies() []time.Duration {
+	p.commitMu.Lock()
+	defer p.commitMu.Unlock()
+	out := p.commitLat
+	p.commitLat = nil
+	return out
+}
+
+// timerLags returns the lags observed so far.
+func (p *probe) timerLags() []time.Duration {
+	p.lagMu.Lock()
+	defer p.lagMu.Unlock()
+	return slices.Clone(p.lags)
+}
+
+// event is one commit of a task a client waits on.
+type event struct {
+	Node   string
+	Status store.Status
+	At     time.Time
+}
+
+// settled reports whether the task will not move without someone acting.
+func (e event) settled() bool {
+	return e.Status.Final() || e.Status == store.StatusEscalated
+}
+
+// waiters routes commit events to the clients waiting on them, by key.
+type waiters struct {
+	mu sync.Mutex
+	m  map[string]chan event
+}
+
+// expect registers a waiter for key before the request that creates it is
+// sent, so no commit can be missed.
+func (w *waiters) expect(key string) chan event {
+	ch := make(chan event, 64)
+	w.mu.Lock()
+	w.m[key] = ch
+	w.mu.Unlock()
+	return ch
+}
+
+func (w *waiters) forget(key string) {
+	w.mu.Lock()
+	delete(w.m, key)
+	w.mu.Unlock()
+}
+
+// notify never blocks the committing goroutine: a waiter that fell 64
+// events behind loses the newest (and times out, which is reported).
+func (w *waiters) notify(key string, ev event) {
+	w.mu.Lock()
+	ch := w.m[key]
+	w.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	select {
+	case ch <- ev:
+	default:
+	}
+}
+
+// await reads events until one satisfies ok, or the limit passes.
+func await(ch chan event, limit time.Duration, ok func(event) bool) (event, bool) {
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	for {
+		select {
+		case ev := <-ch:
+			if ok(ev) {
+				return ev, true
+			}
+		case <-t.C:
+			return event{}, false
+		}
+	}
+}
+
+// ackRecorder keeps the latency of every callback POST (to a path under
+// /callbacks/) from the moment the sender sent it to its 2xx answer.
+type ackRecorder struct {
+	mu      sync.Mutex
+	samples []sample
+	refused atomic.Int64
+}
+
+type sample struct {
+	at time.Time
+	d  time.Duration
+}
+
+func (a *ackRecorder) record(at time.Time, d time.Duration) {
+	a.mu.Lock()
+	a.samples = append(a.samples, sample{at, d})
+	a.mu.Unlock()
+}
+
+// between returns the latencies of the callbacks sent in [from, to).
+func (a *ackRecorder) between(from, to time.Time) []time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []time.Duration
+	for _, s := range a.samples {
+		if !s.at.Before(from) && s.at.Before(to) {
+			out = append(out, s.d)
+		}
+	}
+	return out
+}
+
+func (a *ackRecorder) reset() {
+	a.mu.Lock()
+	a.samples = nil
+	a.mu.Unlock()
+	a.refused.Store(0)
+}
+
+// timingTransport times the callback POSTs that go through it.
+type timingTransport struct {
+	next http.RoundTripper
+	acks *ackRecorder
+}
+
+func (t timingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !strings.HasPrefix(req.URL.Path, "/callbacks/") {
+		return t.next.RoundTrip(req)
+	}
+	start := time.Now()
+	resp, err := t.next.RoundTrip(req)
+	if err == nil && resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		t.acks.record(start, time.Since(start))
+	} else {
+		t.acks.refused.Add(1)
+	}
+	return resp, err
+}
+
+// installCallbackTimer wraps http.DefaultTransport, which the simulators
+// mounted by `serve --sandbox` send their callbacks on (their HTTPClient is
+// not configurable through the service), so that the callbacks'
+// acknowledgement latency is measured on the sender's side. The wrapped
+// transport keeps as many idle connections as the busiest scenario has
+// callers: with the default two, a simulator calling back at thousands per
+// second would measure TCP handshakes and TIME_WAIT, not the service.
+// The returned function restores the original. It mutates a process-wide
+// variable, so it is done once, before any service starts.
+func installCallbackTimer(acks *ackRecorder) (restore func()) {
+	orig := http.DefaultTransport
+	base := &http.Transport{}
+	if t, ok := orig.(*http.Transport); ok {
+		base = t.Clone()
+	}
+	base.MaxIdleConnsPerHost = 512
+	http.DefaultTransport = timingTransport{next: base, acks: acks}
+	return func() {
+		base.CloseIdleConnections()
+		http.DefaultTransport = orig
+	}
+}
+
+// quantile returns the q-quantile (0..1) of ds, 0 when empty.
+func quantile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(q*float64(len(s)-1) + 0.5)
+	return s[min(i, len(s)-1)]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -1,0 +1,260 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/conveyor-dev/conveyor/engine"
+	"github.com/conveyor-dev/conveyor/store"
+)
+
+// scaleSubmitters is how many goroutines park the scale scenario's tasks.
+const scaleSubmitters = 256
+
+// scaleFireLimit bounds the wait for the due timeouts to fire.
+const scaleFireLimit = 15 * time.Minute
+
+// offsetClock is the system clock plus an offset the harness moves: after
+// the restart it jumps an hour ahead, so that the timeouts set an hour after
+// the tasks were parked come due together without waiting an hour.
+type offsetClock struct{ off atomic.Int64 }
+
+func (c *offsetClock) Now() time.Time                         { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *offsetClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// set makes Now read t from now on.
+func (c *offsetClock) set(t time.Time) { c.off.Store(int64(time.Until(t))) }
+
+// scale parks Size.Waiting tasks in a callback node (bench-wait), measures
+// memory, file size and a restart, then lets Size.Due of them time out in
+// the same second and measures how fast the timer service fires them.
+//
+// The tasks are submitted in-process (engine.Submit from many goroutines,
+// each a normal one-task commit, grouped by the store), because a million
+// HTTP submits would make this scenario about the HTTP layer, which seed
+// already measures. Each task's deadline is in its data (the callback
+// node's until): Due of them an hour after the run began, to the second,
+// the others two days later. The engine's clock then jumps forward so the
+// hour has passed.
+func (r *runner) scale(ctx context.Context) error {
+	dir, cleanup, err := r.tempDir("scale")
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	flowDir, err := writeFlow(dir, "wait.yaml")
+	if err != nil {
+		return err
+	}
+	db := filepath.Join(dir, "conveyor.db")
+	clock := &offsetClock{}
+	start := func(p *probe) (Service, error) {
+		return r.o.Start(ctx, ServiceOptions{DB: db, Flows: flowDir, Engine: func(c *engine.Config) {
+			p.configure(c)
+			c.Clock = clock
+		}})
+	}
+	svc, err := start(newProbe())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if svc != nil {
+			svc.Shutdown()
+		}
+	}()
+
+	n, due := r.o.Size.Waiting, r.o.Size.Due
+	base := time.Now().Truncate(time.Second)
+	soon, later := base.Add(time.Hour), base.Add(48*time.Hour)
+	began := time.Now()
+	probeID, err := r.park(ctx, svc.Engine(), n, due, soon, later)
+	if err != nil {
+		return err
+	}
+	parked := time.Since(began)
+	r.add(Row{Scenario: Scale, Metric: "tasks parked/s (in-process submit)", Value: float64(n) / parked.Seconds(), Unit: "/s"})
+
+	mem := settledMemory()
+	r.add(Row{Scenario: Scale, Metric: fmt.Sprintf("RSS with %s tasks waiting", thousands(int64(n))), Value: mib(mem.RSS), Unit: "MiB", Target: atMost(1024)})
+	r.add(Row{Scenario: Scale, Metric: "  of which anonymous (Go heap, stacks)", Value: mib(mem.Anon), Unit: "MiB"})
+	r.note("scale: RSS after parking %s tasks: %.0f MiB = %.0f MiB anonymous (Go heap %.0f MiB) + %.0f MiB of the mapped database file; peak %.0f MiB",
+		thousands(int64(n)), mib(mem.RSS), mib(mem.Anon), mib(mem.heap), mib(mem.File), mib(mem.HWM))
+	fi, err := os.Stat(db)
+	if err != nil {
+		return err
+	}
+	r.add(Row{Scenario: Scale, Metric: "database size", Value: mib(fi.Size()), Unit: "MiB"})
+	r.add(Row{Scenario: Scale, Metric: "database bytes per waiting task", Value: float64(fi.Size()) / float64(n), Unit: "B"})
+
+	closing := time.Now()
+	svc.Shutdown()
+	svc = nil
+	closed := time.Since(closing)
+	reopening := time.Now()
+	p := newProbe()
+	if svc, err = start(p); err != nil {
+		return err
+	}
+	if err := firstRead(ctx, svc.URL(), probeID); err != nil {
+		return err
+	}
+	ready := time.Since(reopening)
+	r.add(Row{Scenario: Scale, Metric: "restart to ready (reopen, first task read served)", Value: ready.Seconds(), Unit: "s", Target: atMost(10)})
+	r.note("scale: closing the service took %s; ready = startService on the same file until GET /api/v1/tasks/{id} answers 200", closed.Round(time.Millisecond))
+	mem = settledMemory()
+	r.add(Row{Scenario: Scale, Metric: "RSS after restart, ready", Value: mib(mem.RSS), Unit: "MiB", Target: atMost(1024)})
+
+	// The hour passes: due timeouts fall due two seconds from now, together.
+	clock.set(soon.Add(-2 * time.Second))
+	dueWall := time.Now().Add(2 * time.Second)
+	atDue := make(chan cpuSample, 1)
+	go func() {
+		time.Sleep(time.Until(dueWall))
+		atDue <- sampleCPU()
+	}()
+	fired, err := p.awaitFinished(ctx, int64(due), scaleFireLimit)
+	if err != nil {
+		return err
+	}
+	if cpu := cpuBetween(<-atDue, sampleCPU()); cpu != (cpuUse{}) {
+		r.note("scale: CPUs busy while the timeouts fired: this process %.2f, other processes %.2f (of %d)", cpu.Self, cpu.Others, r.rep.Machine.CPUs)
+	}
+	lags := p.timerLags()
+	r.add(Row{Scenario: Scale, Metric: fmt.Sprintf("time to fire %s timeouts due in one second", thousands(int64(due))), Value: fired.Sub(dueWall).Seconds(), Unit: "s"})
+	r.add(Row{Scenario: Scale, Metric: "timer lag p50", Value: quantile(lags, 0.5).Seconds(), Unit: "s"})
+	r.add(Row{Scenario: Scale, Metric: "timer lag p99", Value: quantile(lags, 0.99).Seconds(), Unit: "s", Target: atMost(2)})
+	return r.checkExpired(ctx, svc.Engine(), due)
+}
+
+// park submits n bench-wait tasks from many goroutines; every (n/due)-th
+// waits until soon, the others until later. It returns one task's id.
+func (r *runner) park(ctx context.Context, eng *engine.Engine, n, due int, soon, later time.Time) (uuid.UUID, error) {
+	every := max(1, n/due)
+	var next, done atomic.Int64
+	var first uuid.UUID
+	var once sync.Once
+	var wg sync.WaitGroup
+	errc := make(chan error, scaleSubmitters)
+	step := int64(max(n/10, 1))
+	for range scaleSubmitters {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				at := later
+				if i%every == 0 && i/every < due {
+					at = soon
+				}
+				ref := fmt.Sprintf("w-%07d", i)
+				v, _, err := eng.Submit(ctx, engine.SubmitRequest{Process: "bench-wait", Ref: ref, Data: map[string]any{
+					"due": json.Number(fmt.Sprint(at.Unix())), "order_id": ref, "amount": json.Number("12.34"), "currency": "UAH",
+				}})
+				if err == nil && v.Status != store.StatusWaiting {
+					err = fmt.Errorf("task %s is %s in %s, want waiting", v.ID, v.Status, v.Node)
+				}
+				if err != nil {
+					errc <- err
+					return
+				}
+				once.Do(func() { first = v.ID })
+				if d := done.Add(1); d%step == 0 {
+					r.logf("scale: %s of %s tasks parked", thousands(d), thousands(int64(n)))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return uuid.Nil, err
+	}
+	return first, ctx.Err()
+}
+
+// firstRead polls until the service answers a task read.
+func firstRead(ctx context.Context, base string, id uuid.UUID) error {
+	c := &http.Client{Timeout: 10 * time.Second}
+	defer c.CloseIdleConnections()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/tasks/"+id.String(), nil)
+		if err != nil {
+			return err
+		}
+		resp, err := c.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the restarted service did not serve task %s within a minute (last: %v)", id, err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// checkExpired verifies that exactly the due tasks timed out.
+func (r *runner) checkExpired(ctx context.Context, eng *engine.Engine, due int) error {
+	counts, err := eng.Counts(ctx, "bench-wait")
+	if err != nil {
+		return err
+	}
+	for _, c := range counts {
+		if c.Node == "expired" && c.Total != int64(due) {
+			return fmt.Errorf("%d tasks timed out, want %d", c.Total, due)
+		}
+	}
+	return nil
+}
+
+// settled is the process's memory with the Go heap in use.
+type settled struct {
+	memory
+	heap int64
+}
+
+// settledMemory collects garbage and returns memory to the system before
+// reading RSS, so that the number is what the service holds, not what the
+// parking left behind.
+func settledMemory() settled {
+	runtime.GC()
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return settled{memory: readMemory(), heap: int64(ms.HeapInuse)}
+}
+
+// awaitFinished waits until n tasks have reached a final status since the
+// probe was installed, and returns when the last of them did.
+func (p *probe) awaitFinished(ctx context.Context, n int64, limit time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		if got := p.finished.Load(); got >= n {
+			return time.Unix(0, p.lastFinish.Load()), nil
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("only %d of %d timeouts fired within %s", p.finished.Load(), n, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,118 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/conveyor-dev/conveyor/client"
+	"github.com/conveyor-dev/conveyor/sandbox/liqpay"
+)
+
+// seedProcess is the shipped seed flow.
+const seedProcess = "liqpay-hold"
+
+// holdData is the input of a LiqPay hold on the sandbox card that is held
+// at once, as the demo submits it.
+func holdData(orderID string) map[string]any {
+	return map[string]any{
+		"phone": "380950000001", "amount": json.Number("7.34"), "currency": "UAH", "description": "Conveyor bench",
+		"order_id": orderID, "card": liqpay.CardSuccess, "card_exp_month": "12", "card_exp_year": "29",
+		"card_cvv": "123", "ip": "127.0.0.1",
+	}
+}
+
+// seedHold runs the seed's hold at each concurrency, each on a fresh
+// service.
+func (r *runner) seedHold(ctx context.Context) error {
+	r.seed = map[int]*loadResult{}
+	var commits, flows float64
+	for _, conc := range r.o.Size.SeedConcurrency {
+		res, perFlow, err := r.seedAt(ctx, conc)
+		if err != nil {
+			return err
+		}
+		r.seed[conc] = res
+		if r.selected(Ceiling) {
+			// Measured right after, so both suffer the same neighbours.
+			if err := r.measureCeiling(ctx, conc, commitsOf(perFlow)); err != nil {
+				return fmt.Errorf("ceiling: %w", err)
+			}
+		}
+		commits += perFlow * float64(res.total)
+		flows += float64(res.total)
+	}
+	r.commitsPerFlow = commits / flows
+	r.add(Row{Scenario: Seed, Metric: "store commits per flow (measured)", Value: r.commitsPerFlow, Unit: ""})
+	return nil
+}
+
+// seedAt measures the seed's hold with conc clients, each submitting a hold
+// over HTTP and waiting for the task to be held. A flow's end is the
+// commit of its final state, seen from inside the engine (the probe), so
+// no polling loads the server; the client's wait adds no request.
+func (r *runner) seedAt(ctx context.Context, conc int) (*loadResult, float64, error) {
+	dir, cleanup, err := r.tempDir(fmt.Sprintf("seed-%d", conc))
+	if err != nil {
+		return nil, 0, err
+	}
+	defer cleanup()
+	p := newProbe()
+	svc, err := r.o.Start(ctx, ServiceOptions{DB: filepath.Join(dir, "conveyor.db"), Engine: p.configure})
+	if err != nil {
+		return nil, 0, err
+	}
+	defer svc.Shutdown()
+	cl := client.New(svc.URL(), "", newHTTPClient(conc))
+	r.acks.reset()
+	commits := p.commits.Load()
+	res := drive(ctx, conc, warmUp(r.o.Size.Duration), r.o.Size.Duration, nil, func(ctx context.Context, w, n int) (time.Time, time.Time, error) {
+		ref := fmt.Sprintf("seed%d-%d-%d", conc, w, n)
+		ch := p.waiters.expect(ref)
+		defer p.waiters.forget(ref)
+		start := time.Now()
+		if _, _, err := cl.Submit(ctx, seedProcess, ref, holdData(ref)); err != nil {
+			return start, time.Now(), err
+		}
+		ev, ok := await(ch, flowLimit, event.settled)
+		switch {
+		case !ok:
+			return start, time.Now(), fmt.Errorf("task %s did not settle within %s", ref, flowLimit)
+		case ev.Node != "held":
+			return start, ev.At, fmt.Errorf("task %s ended %s in %s, want held", ref, ev.Status, ev.Node)
+		}
+		return start, ev.At, nil
+	})
+	if err := failed(res); err != nil {
+		return nil, 0, err
+	}
+	perFlow := float64(p.commits.Load()-commits) / float64(res.total)
+	cl8 := p.commitLatencies()
+	r.note("seed @ %d: engine commit latency (queue + transaction + fsync) p50 %.1f ms, p99 %.1f ms", conc, ms(quantile(cl8, 0.5)), ms(quantile(cl8, 0.99)))
+	acks := r.acks.between(res.from, res.to)
+	at := fmt.Sprintf(" @ %d clients", conc)
+	r.cpuNote(fmt.Sprintf("seed @ %d", conc), res)
+	r.add(Row{Scenario: Seed, Metric: "completed flows/s" + at, Value: res.rate, Unit: "/s"})
+	r.add(Row{Scenario: Seed, Metric: "end-to-end p50" + at, Value: ms(quantile(res.latencies, 0.5)), Unit: "ms"})
+	r.add(Row{Scenario: Seed, Metric: "end-to-end p99" + at, Value: ms(quantile(res.latencies, 0.99)), Unit: "ms"})
+	r.add(Row{Scenario: Seed, Metric: "callback ack p99" + at, Value: ms(quantile(acks, 0.99)), Unit: "ms"})
+	if n := r.acks.refused.Load(); n > 0 {
+		r.note("seed @ %d: %d callback attempts were not answered 2xx (the simulator retried them)", conc, n)
+	}
+	return res, perFlow, nil
+}
+
+// share states the seed's throughput as a share of the ceiling's at the
+// same concurrency.
+func (r *runner) share() {
+	for _, conc := range r.o.Size.SeedConcurrency {
+		s, c := r.seed[conc], r.ceiling[conc]
+		if s == nil || c == nil || c.res.rate == 0 {
+			continue
+		}
+		r.add(Row{Scenario: Seed, Metric: fmt.Sprintf("engine's share of the ceiling @ %d clients", conc),
+			Value: 100 * s.rate / c.res.rate, Unit: "%", Target: atLeast(50)})
+	}
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/conveyor-dev/conveyor/bench"
+)
+
+// TestBench_quick runs `conveyor bench --smoke` (every scenario, tiny) and
+// checks that the table has every scenario with numbers, so the benchmark
+// cannot rot unnoticed. It does not judge the numbers: CI machines vary.
+// It is not parallel: the harness wraps http.DefaultTransport while it runs.
+func TestBench_quick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the benchmark smoke run takes about half a minute")
+	}
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"bench", "--smoke", "-q", "-o", "json", "--dir", t.TempDir()}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("conveyor bench --smoke exited %d: %s", code, stderr.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("the JSON report does not decode: %v\n%s", err, stdout.String())
+	}
+	seen := map[string]int{}
+	for _, row := range rep.Rows {
+		seen[row.Scenario]++
+		if math.IsNaN(row.Value) || math.IsInf(row.Value, 0) || row.Value < 0 {
+			t.Errorf("%s %q = %v, want a number", row.Scenario, row.Metric, row.Value)
+		}
+		if row.Target != nil && row.Verdict != "met" && row.Verdict != "missed" {
+			t.Errorf("%s %q has a target but verdict %q", row.Scenario, row.Metric, row.Verdict)
+		}
+	}
+	for _, s := range bench.Scenarios {
+		if seen[s] == 0 {
+			t.Errorf("no row for scenario %s", s)
+		}
+	}
+	// The rates must be positive: a scenario that completed nothing is broken.
+	for _, row := range rep.Rows {
+		if row.Unit == "/s" && row.Value == 0 {
+			t.Errorf("%s %q is 0/s", row.Scenario, row.Metric)
+		}
+	}
+	if !slices.ContainsFunc(rep.Rows, func(r bench.Row) bool { return r.Metric == "engine's share of the ceiling @ 64 clients" }) {
+		t.Error("no share of the ceiling row")
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil || !bytes.Contains(table.Bytes(), []byte("SCENARIO")) {
+		t.Errorf("table: %v\n%s", err, table.String())
+	}
+}
