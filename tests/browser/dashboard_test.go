@@ -334,12 +334,19 @@ func TestDashboard(t *testing.T) {
 		history(v, "operator_cancel", "duplicate order")
 
 		open(apiIDs[2])
+		// The bulk retry above may have retried this task already: wait for
+		// one more operator_retry than the timeline shows now.
+		before := eval[int](b, `document.querySelectorAll('#timeline li[data-event="operator_retry"]').length`)
 		b.do("retry", chromedp.Click(css("#act-retry")), chromedp.WaitVisible(css("#dlg-retry")))
 		confirm("dlg-retry", "try once more")
-		b.waitFor("the retry in the timeline", `document.querySelector('#timeline li[data-event="operator_retry"]')`)
+		b.waitFor("the retry in the timeline", fmt.Sprintf(`document.querySelectorAll('#timeline li[data-event="operator_retry"]').length > %d`, before))
 		// LiqPay refuses the reused order_id, so the task escalates again.
 		v = srv.awaitTask(apiIDs[2], "retried", func(v *task) bool {
-			return v.Status == "escalated" && len(v.History) > 0 && v.History[len(v.History)-1].Event != "operator_retry"
+			retried := false
+			for _, e := range v.History {
+				retried = retried || (e.Event == "operator_retry" && e.Reason == "try once more")
+			}
+			return retried && v.Status == "escalated" && v.History[len(v.History)-1].Event != "operator_retry"
 		})
 		history(v, "operator_retry", "try once more")
 	})
