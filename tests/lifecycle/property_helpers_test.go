@@ -35,8 +35,8 @@ import (
 )
 
 // propChecks is how many cases each provider's property runs when neither
-// -rapid.checks nor RAPID_CHECKS says otherwise (rapid's own default, 100,
-// takes too long for a routine run; -short divides it by 5).
+// -rapid.checks nor RAPID_CHECKS says otherwise: about 10 s for both under
+// -race on two cores. -short divides it by 5.
 const propChecks = 50
 
 // propWaitLimit bounds every wait for the system to come to rest.
@@ -116,7 +116,8 @@ type propSys struct {
 	liqpay  *liqpay.Server
 	via     *via.Server
 	process string
-	final   bool // the last drive: wait for late callbacks too
+	final   bool           // the last drive: wait for late callbacks too
+	crashes map[string]int // crashes by the target of the request stalled
 	cleanup []func()
 }
 
@@ -158,7 +159,7 @@ func propNew(t *rapid.T, process string, defs []*processes.Definition) *propSys 
 		t.Fatal(err)
 	}
 	s := &propSys{t: t, clock: engine.NewFakeClock(start), notify: make(chan struct{}, 1),
-		path: filepath.Join(dir, "conveyor.db"), process: process}
+		path: filepath.Join(dir, "conveyor.db"), process: process, crashes: map[string]int{}}
 	s.cleanup = append(s.cleanup, func() { _ = os.RemoveAll(dir) })
 	for _, d := range defs {
 		if d.Name == process {
@@ -242,6 +243,7 @@ func (s *propSys) restart() {
 func (s *propSys) crash(st *propStall) {
 	s.t.Helper()
 	s.t.Logf("crash while %s is stalled at the provider", st.target)
+	s.crashes[st.target]++
 	_ = s.st.Close()
 	close(st.release)
 	s.eng.Stop()

@@ -40,7 +40,8 @@ import (
 //     never waiting without a timer;
 //  4. every provider call is idempotent: one hold per task at the provider,
 //     every create of it the same request, no capture or cancel carried out
-//     twice;
+//     twice, and (LiqPay's confirm has no key) no customer code sent twice
+//     but after a crash;
 //
 // and, after every step, that hold_state is one of the nine neutral states
 // and agrees with the node, and that each merchant command got the answer
@@ -49,7 +50,8 @@ import (
 //
 // Each provider runs propChecks cases (a fifth with -short). For a longer
 // hunt: go test ./tests/lifecycle/ -run properties -rapid.checks=1000. A
-// failure prints the seed and the drawn steps; rerun it with -rapid.seed=N.
+// failure prints the seed and the drawn steps; rerun it with -rapid.seed=N
+// (rapid writes fail files under testdata/ only with -rapid.nofailfile=false).
 func TestLifecycle_properties(t *testing.T) {
 	// Not parallel: propBudget sets rapid's flag while no other test runs.
 	propBudget(t)
@@ -147,6 +149,7 @@ type propRun struct {
 	flow  propFlow
 	id    uuid.UUID
 	last  string // the last command sent
+	codes int    // otp commands taken
 	final string // "node hold_state status" once finished
 }
 
@@ -221,6 +224,14 @@ func (r *propRun) command(body string, c propCmd) {
 		r.t.Fatalf("command %s to a task %s in %s (hold_state %s, held %s): %s; want %v",
 			body, before.Status, node, before.get("hold_state"), before.get("held_amount"), got, want)
 	}
+	r.took(body, got)
+}
+
+// took counts the customer's codes the task took.
+func (r *propRun) took(body, result string) {
+	if result == engine.CallbackAccepted && strings.Contains(body, `"command":"otp"`) {
+		r.codes++
+	}
 }
 
 // race sends two commands at once to the resting task. Which one the
@@ -239,7 +250,9 @@ func (r *propRun) race(a, b propCmd) {
 	wg.Wait()
 	for i, body := range bodies {
 		r.last = body
-		if r.judge(before, body, res[i], errs[i]) != engine.CallbackAccepted {
+		got := r.judge(before, body, res[i], errs[i])
+		r.took(body, got)
+		if got != engine.CallbackAccepted {
 			continue
 		}
 		ok := false
@@ -419,7 +432,7 @@ func propLiqPayHoldGen() *rapid.Generator[propLiqPayHold] {
 		if h.Cents%100 == 0 && rapid.Bool().Draw(t, "whole") {
 			h.Amount = strconv.FormatInt(h.Cents/100, 10)
 		}
-		h.Faults = rapid.SliceOfN(propFaultGen(propLiqPayKnobs, "hold", "hold", "status"), 0, 2).Draw(t, "faults before the hold")
+		h.Faults = rapid.SliceOfN(propFaultGen(propLiqPayKnobs, "hold", "hold", "status", "confirm"), 0, 2).Draw(t, "faults before the hold")
 		return h
 	})
 }
@@ -430,7 +443,7 @@ var propLiqPayKnobs = map[string][]string{
 	"hold": {"lose", "http500", "pending=45s", "pending=5m", "pending", "drop_callback", "duplicate_callback",
 		"delay_callback=15ms", propLate, "bad_signature_callback", "reorder_callbacks", "latency=5ms",
 		"pending=45s,drop_callback", "pending=45s,duplicate_callback", "pending=45s,reorder_callbacks"},
-	"confirm":         {"lose", "http500", "drop_callback", "duplicate_callback", propLate, "bad_signature_callback", "reorder_callbacks", "latency=5ms"},
+	"confirm":         {"lose", "lose", "http500", "drop_callback", "duplicate_callback", propLate, "bad_signature_callback", "reorder_callbacks", "latency=5ms"},
 	"hold_completion": {"lose", "lose", "http500", "drop_callback", "duplicate_callback", propLate, "bad_signature_callback", "latency=5ms"},
 	"refund":          {"lose", "lose", "http500", "drop_callback", "duplicate_callback", propLate, "bad_signature_callback", "latency=5ms"},
 	"status":          {"lose", "http500", "latency=5ms"},
@@ -469,7 +482,11 @@ func propCommandFaults(t *rapid.T, knobs map[string][]string, target, status str
 func propLiqPayCmdGen(h propLiqPayHold) *rapid.Generator[propCmd] {
 	return rapid.Custom(func(t *rapid.T) propCmd {
 		c := propCmd{RequestID: rapid.SampledFrom([]string{"", "", "", "a", "b"}).Draw(t, "request_id")}
-		switch rapid.SampledFrom([]string{"capture", "capture", "capture", "cancel", "otp", "otp", "other"}).Draw(t, "command") {
+		kinds := []string{"capture", "capture", "capture", "cancel", "otp", "other"}
+		if h.Card == liqpay.CardOTP || h.Card == liqpay.CardCVV || h.Card == liqpay.Card3DS {
+			kinds = []string{"otp", "otp", "otp", "capture", "capture", "cancel", "other"} // the customer's codes first
+		}
+		switch rapid.SampledFrom(kinds).Draw(t, "command") {
 		case "capture":
 			c.Command = "capture"
 			c.Amount = propLiqPayAmount(t, h.Cents)
@@ -480,7 +497,7 @@ func propLiqPayCmdGen(h propLiqPayHold) *rapid.Generator[propCmd] {
 			}
 		case "otp":
 			c.Command = "otp"
-			c.OTP = rapid.SampledFrom([]string{liqpay.DefaultOTP, liqpay.DefaultOTP, "000000", "654321", "321", "12", ""}).Draw(t, "otp")
+			c.OTP = rapid.SampledFrom([]string{"000000", liqpay.DefaultOTP, "654321", liqpay.DefaultOTP, "321", "12", ""}).Draw(t, "otp")
 		default:
 			c = propCmd{Raw: rapid.SampledFrom([]string{`{"command":"refund"}`, `{}`, `not json`, `{"command":"CAPTURE"}`, `{"command":7}`}).Draw(t, "body")}
 		}
@@ -631,14 +648,28 @@ func propLiqPayCase(t *rapid.T, l *processes.Loader, defs []*processes.Definitio
 	r.outcomes()
 	t.Logf("rest: %s in %s, hold_state %s, last_error %s; LiqPay calls %s", final.Status, final.Node,
 		final.get("hold_state"), final.get("last_error"), propLiqPayCounts(s.liqpay.Calls()))
-	propLiqPayProvider(t, s, h, final)
+	propLiqPayProvider(t, s, h, final, r.codes)
 }
 
 // propLiqPayProvider checks the task's outcome against the LiqPay
 // sandbox's record of calls and its payment (invariants 1, 2 and 4).
-func propLiqPayProvider(t *rapid.T, s *propSys, h propLiqPayHold, task snapshot) {
+func propLiqPayProvider(t *rapid.T, s *propSys, h propLiqPayHold, task snapshot, codes int) {
 	t.Helper()
 	calls := s.liqpay.Calls()
+	// 4: LiqPay's confirm has no idempotency key, and each one with a wrong
+	// code spends one of the customer's attempts: it is sent once per code
+	// the customer gave (a crash while it was under way may send it again,
+	// which no flow can avoid).
+	confirmed := 0
+	for _, c := range calls {
+		if c.Action == "confirm" && c.HTTPStatus == 200 && c.ErrCode != "payment_err_status" && c.ErrCode != "payment_not_found" {
+			confirmed++
+		}
+	}
+	if confirmed > codes+s.crashes["confirm"] {
+		t.Fatalf("LiqPay carried out %d confirms for %d codes (%d crashes during one): %s",
+			confirmed, codes, s.crashes["confirm"], propLiqPayCounts(calls))
+	}
 	// 4: one order_id, every hold the same request, one payment.
 	made := 0
 	for _, c := range calls {
