@@ -291,6 +291,22 @@ func TestExportImport_roundTrip(t *testing.T) {
 		}
 	})
 
+	t.Run("serve_refuses_a_new_key_for_a_database_with_tasks", func(t *testing.T) {
+		key := filepath.Join(t.TempDir(), "new.key")
+		err := (&serveCommand{stdout: &bytes.Buffer{}, stderr: &syncBuffer{}, environ: func() []string { return nil }}).
+			Run(ctx, []string{"--addr", "127.0.0.1:0", "--store", pg, "--key", key, "--sandbox"})
+		if err == nil || !strings.Contains(err.Error(), "holds tasks but the key file") {
+			t.Errorf("serve with a missing key: %v", err)
+		}
+		if _, err := os.Stat(key); err == nil {
+			t.Error("serve created a key for a database with tasks")
+		}
+		code := codeOf((&serveCommand{stdout: &bytes.Buffer{}, stderr: &syncBuffer{}}).Run(ctx, []string{"--db", src, "--store", pg}), &syncBuffer{})
+		if code != 2 {
+			t.Errorf("serve --db --store: exit %d, want 2", code)
+		}
+	})
+
 	t.Run("a_second_import_stops_at_the_first_task_held", func(t *testing.T) {
 		code, _, errs := runCommand(t, &importCommand{}, dump, "--db", back)
 		if code != 1 || !strings.Contains(errs, "already exists") {
