@@ -158,8 +158,7 @@ type runner struct {
 	o    Options
 	rep  *Report
 	acks ackRecorder
-	// seed holds the seed's measurements by concurrency, ceiling the
-	// ceiling's flows/s.
+	// seed and ceiling hold their measurements by concurrency.
 	seed    map[int]*loadResult
 	ceiling map[int]*ceilingResult
 	// commitsPerFlow is what a seed flow costs the store, measured.
@@ -210,7 +209,7 @@ func (r *runner) cpuNote(what string, l *loadResult) {
 	if l.cpu == (cpuUse{}) {
 		return
 	}
-	r.note("%s: CPUs busy during the window: this process %.2f, other processes %.2f (of %d)", what, l.cpu.Self, l.cpu.Others, r.rep.Machine.CPUs)
+	r.note("%s: CPUs busy during the window: %s", what, l.cpu)
 }
 
 // tempDir makes a fresh directory for one service; it is removed when the

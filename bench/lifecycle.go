@@ -99,6 +99,7 @@ func (r *runner) lifecycleOf(ctx context.Context, f lifecycleFlow) error {
 	d := max(r.o.Size.Duration, alone)
 	warm := max(warmUp(d), alone)
 	commits := p.commits.Load()
+	r.acks.reset()
 	res := drive(ctx, conc, warm, d, nil, func(ctx context.Context, w, n int) (time.Time, time.Time, error) {
 		return run(ctx, fmt.Sprintf("life-%d-%d", w, n))
 	})
@@ -109,7 +110,8 @@ func (r *runner) lifecycleOf(ctx context.Context, f lifecycleFlow) error {
 	r.cpuNote("lifecycle "+f.name, res)
 	r.add(Row{Scenario: Lifecycle, Metric: f.name + " hold+capture flows/s" + at, Value: res.rate, Unit: "/s"})
 	r.add(Row{Scenario: Lifecycle, Metric: f.name + " end-to-end p99" + at, Value: ms(quantile(res.latencies, 0.99)), Unit: "ms"})
-	r.note("lifecycle %s: one flow alone takes %s, so %d clients in a closed loop cannot pass %.0f flows/s; %.1f store commits per flow",
-		f.name, alone.Round(time.Millisecond), conc, float64(conc)/alone.Seconds(), float64(p.commits.Load()-commits)/float64(res.total))
+	r.note("lifecycle %s: one flow alone takes %s, so %d clients in a closed loop cannot pass %.0f flows/s; %.1f store commits per flow; simulator callbacks per flow: %.1f answered 2xx, %.1f not",
+		f.name, alone.Round(time.Millisecond), conc, float64(conc)/alone.Seconds(), float64(p.commits.Load()-commits)/float64(res.total),
+		float64(len(r.acks.between(time.Time{}, time.Now())))/float64(res.total), float64(r.acks.refused.Load())/float64(res.total))
 	return nil
 }

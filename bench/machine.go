@@ -105,6 +105,23 @@ func readMemory() memory {
 	return m
 }
 
+// diskWritten is how many bytes this process has caused to be written to
+// the disk (/proc/self/io write_bytes), -1 when unknown.
+func diskWritten() int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
+			if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
 // procField reads a "Name:   123 kB" line of a /proc file, in kB.
 func procField(path, name string) (int64, bool) {
 	f, err := os.Open(path)
@@ -135,7 +152,9 @@ func mib(b int64) float64 { return float64(b) / (1 << 20) }
 type cpuSample struct {
 	at    time.Time
 	self  time.Duration // user+system time of this process
-	busy  time.Duration // non-idle time of every CPU of the machine
+	busy  time.Duration // user+system time of every CPU of the machine
+	irq   time.Duration // interrupts and softirqs (loopback TCP runs there too)
+	steal time.Duration // taken by the hypervisor for other guests
 	valid bool
 }
 
@@ -155,18 +174,20 @@ func sampleCPU() cpuSample {
 	if len(f) < 8 || f[0] != "cpu" {
 		return s
 	}
-	var total, idle int64
-	for i, v := range f[1:] {
-		n, err := strconv.ParseInt(v, 10, 64)
+	// user nice system idle iowait irq softirq steal (guest time is
+	// already in user and nice).
+	var n [8]int64
+	for i := range n {
+		v, err := strconv.ParseInt(f[i+1], 10, 64)
 		if err != nil {
 			return s
 		}
-		total += n
-		if i == 3 || i == 4 { // idle, iowait
-			idle += n
-		}
+		n[i] = v
 	}
-	s.busy = time.Duration(total-idle) * time.Second / clockTicks
+	tick := func(v int64) time.Duration { return time.Duration(v) * time.Second / clockTicks }
+	s.busy = tick(n[0] + n[1] + n[2])
+	s.irq = tick(n[5] + n[6])
+	s.steal = tick(n[7])
 	s.valid = true
 	return s
 }
@@ -175,10 +196,11 @@ func sampleCPU() cpuSample {
 // architecture Go runs on.
 const clockTicks = 100
 
-// cpuUse is how many CPUs this process and everything else kept busy, on
-// average, between two samples.
+// cpuUse is how many CPUs were busy, on average, between two samples: this
+// process, other processes, interrupt handling (the machine's, this
+// process's loopback traffic included) and the hypervisor's steal.
 type cpuUse struct {
-	Self, Others float64
+	Self, Others, IRQ, Steal float64
 }
 
 func cpuBetween(a, b cpuSample) cpuUse {
@@ -188,5 +210,9 @@ func cpuBetween(a, b cpuSample) cpuUse {
 	wall := b.at.Sub(a.at).Seconds()
 	self := (b.self - a.self).Seconds() / wall
 	all := (b.busy - a.busy).Seconds() / wall
-	return cpuUse{Self: self, Others: max(0, all-self)}
+	return cpuUse{Self: self, Others: max(0, all-self), IRQ: (b.irq - a.irq).Seconds() / wall, Steal: (b.steal - a.steal).Seconds() / wall}
+}
+
+func (u cpuUse) String() string {
+	return fmt.Sprintf("this process %.2f, other processes %.2f, interrupts %.2f, hypervisor steal %.2f", u.Self, u.Others, u.IRQ, u.Steal)
 }

@@ -53,13 +53,17 @@ func (p *probe) configure(c *engine.Config) {
 		}
 		if t.Status.Final() {
 			p.finished.Add(1)
-			now := time.Now().UnixNano()
-			for prev := p.lastFinish.Load(); prev < now && !p.lastFinish.CompareAndSwap(prev, now); prev = p.lastFinish.Load() {
-			}
+			storeMax(&p.lastFinish, time.Now().UnixNano())
 		}
 		if t.Ref != "" {
 			p.waiters.notify(t.Ref, event{Node: t.Node, Status: t.Status, At: time.Now()})
 		}
+	}
+}
+
+// storeMax sets v to n unless it already holds more.
+func storeMax(v *atomic.Int64, n int64) {
+	for old := v.Load(); old < n && !v.CompareAndSwap(old, n); old = v.Load() {
 	}
 }
 

@@ -78,12 +78,15 @@ func (r *runner) scale(ctx context.Context) error {
 	n, due := r.o.Size.Waiting, r.o.Size.Due
 	base := time.Now().Truncate(time.Second)
 	soon, later := base.Add(time.Hour), base.Add(48*time.Hour)
-	began := time.Now()
+	began, written := time.Now(), diskWritten()
 	probeID, err := r.park(ctx, svc.Engine(), n, due, soon, later)
 	if err != nil {
 		return err
 	}
 	parked := time.Since(began)
+	if w := diskWritten(); written >= 0 && w >= 0 {
+		r.note("scale: parking wrote %.0f MiB to disk (%.1f KiB per task)", mib(w-written), float64(w-written)/1024/float64(n))
+	}
 	r.add(Row{Scenario: Scale, Metric: "tasks parked/s (in-process submit)", Value: float64(n) / parked.Seconds(), Unit: "/s"})
 
 	mem := settledMemory()
@@ -120,16 +123,21 @@ func (r *runner) scale(ctx context.Context) error {
 	clock.set(soon.Add(-2 * time.Second))
 	dueWall := time.Now().Add(2 * time.Second)
 	atDue := make(chan cpuSample, 1)
+	writtenAtDue := make(chan int64, 1)
 	go func() {
 		time.Sleep(time.Until(dueWall))
 		atDue <- sampleCPU()
+		writtenAtDue <- diskWritten()
 	}()
 	fired, err := p.awaitFinished(ctx, int64(due), scaleFireLimit)
 	if err != nil {
 		return err
 	}
+	if w0, w := <-writtenAtDue, diskWritten(); w0 >= 0 && w >= 0 {
+		r.note("scale: firing wrote %.0f MiB to disk (%.1f KiB per timeout)", mib(w-w0), float64(w-w0)/1024/float64(due))
+	}
 	if cpu := cpuBetween(<-atDue, sampleCPU()); cpu != (cpuUse{}) {
-		r.note("scale: CPUs busy while the timeouts fired: this process %.2f, other processes %.2f (of %d)", cpu.Self, cpu.Others, r.rep.Machine.CPUs)
+		r.note("scale: CPUs busy while the timeouts fired: %s", cpu)
 	}
 	lags := p.timerLags()
 	r.add(Row{Scenario: Scale, Metric: fmt.Sprintf("time to fire %s timeouts due in one second", thousands(int64(due))), Value: fired.Sub(dueWall).Seconds(), Unit: "s"})
@@ -235,9 +243,9 @@ type settled struct {
 func settledMemory() settled {
 	runtime.GC()
 	debug.FreeOSMemory()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return settled{memory: readMemory(), heap: int64(ms.HeapInuse)}
+	var stats runtime.MemStats
+	runtime.ReadMemStats(&stats)
+	return settled{memory: readMemory(), heap: int64(stats.HeapInuse)}
 }
 
 // awaitFinished waits until n tasks have reached a final status since the

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"strings"
 
 	"github.com/conveyor-dev/conveyor/bench"
@@ -71,6 +72,11 @@ Flags:
 	var scenarios []string
 	if *only != "" {
 		scenarios = strings.Split(*only, ",")
+		for _, s := range scenarios {
+			if !slices.Contains(bench.Scenarios, s) {
+				return usageError(fs, "unknown scenario %q in --only (want %s)", s, strings.Join(bench.Scenarios, ","))
+			}
+		}
 	}
 	progress := c.stderr
 	if *quiet {
