@@ -3,7 +3,6 @@ package bolt
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"strings"
 	"time"
 
@@ -180,13 +179,13 @@ func (pl *planner) change(c store.Change) error {
 	if err != nil {
 		return err
 	}
-	if err := checkRev(old, c); err != nil {
+	if err := store.CheckRev(old, c); err != nil {
 		return err
 	}
 	if err := pl.checkRef(old, &n); err != nil {
 		return err
 	}
-	if err := checkHistory(old, &n, c.History); err != nil {
+	if err := store.CheckHistory(old, &n, c.History); err != nil {
 		return err
 	}
 	if err := pl.claimToken(old, &n); err != nil {
@@ -227,20 +226,6 @@ func validateTask(t *store.Task) error {
 	return nil
 }
 
-// checkRev checks the change's revision against the stored task.
-func checkRev(old *store.Task, c store.Change) error {
-	id := c.Task.ID
-	switch {
-	case c.Rev == 0 && old != nil:
-		return fmt.Errorf("task %s: %w", id, store.ErrExists)
-	case c.Rev > 0 && old == nil:
-		return fmt.Errorf("task %s: %w", id, store.ErrNotFound)
-	case c.Rev > 0 && old.Rev != c.Rev:
-		return fmt.Errorf("task %s is at rev %d, the change expects %d: %w", id, old.Rev, c.Rev, store.ErrConflict)
-	}
-	return nil
-}
-
 // checkRef keeps a task's (process, ref) fixed and unique.
 func (pl *planner) checkRef(old, n *store.Task) error {
 	if old != nil {
@@ -265,25 +250,6 @@ func (pl *planner) checkRef(old, n *store.Task) error {
 		return &store.RefTakenError{Existing: t}
 	}
 	pl.refs[string(k)] = n
-	return nil
-}
-
-// checkHistory checks that the appended entries continue the stored history
-// and that HistoryLen counts them.
-func checkHistory(old, n *store.Task, entries []store.HistoryEntry) error {
-	var base uint32
-	if old != nil {
-		base = old.HistoryLen
-	}
-	for i, h := range entries {
-		if want := base + uint32(i); h.Seq != want {
-			return invalid("store: task %s: history entry %d has seq %d, want %d", n.ID, i, h.Seq, want)
-		}
-	}
-	if want := base + uint32(len(entries)); n.HistoryLen != want {
-		return invalid("store: task %s: HistoryLen is %d, want %d (%d stored + %d appended)",
-			n.ID, n.HistoryLen, want, base, len(entries))
-	}
 	return nil
 }
 

@@ -329,7 +329,7 @@ func (pl *planner) change(c store.Change) error {
 	}
 	pl.ids[n.ID] = true
 	old := pl.snap.tasks[n.ID]
-	if err := checkRev(old, c); err != nil {
+	if err := store.CheckRev(old, c); err != nil {
 		return err
 	}
 	if err := pl.checkRef(old, &n); err != nil {
@@ -400,20 +400,6 @@ func taskFields(t *store.Task) []field {
 	return fs
 }
 
-// checkRev checks the change's revision against the stored task.
-func checkRev(old *store.Task, c store.Change) error {
-	id := c.Task.ID
-	switch {
-	case c.Rev == 0 && old != nil:
-		return fmt.Errorf("task %s: %w", id, store.ErrExists)
-	case c.Rev > 0 && old == nil:
-		return fmt.Errorf("task %s: %w", id, store.ErrNotFound)
-	case c.Rev > 0 && old.Rev != c.Rev:
-		return fmt.Errorf("task %s is at rev %d, the change expects %d: %w", id, old.Rev, c.Rev, store.ErrConflict)
-	}
-	return nil
-}
-
 // checkRef keeps a task's (process, ref) fixed and unique.
 func (pl *planner) checkRef(old, n *store.Task) error {
 	if old != nil {
@@ -437,17 +423,13 @@ func (pl *planner) checkRef(old, n *store.Task) error {
 	return nil
 }
 
-// checkHistory checks that the appended entries continue the stored history,
-// that HistoryLen counts them, and that their columns can hold them.
+// checkHistory checks the contract's numbering (store.CheckHistory), then
+// what PostgreSQL's columns need of each entry.
 func checkHistory(old, n *store.Task, entries []store.HistoryEntry) error {
-	var base uint32
-	if old != nil {
-		base = old.HistoryLen
+	if err := store.CheckHistory(old, n, entries); err != nil {
+		return err
 	}
-	for i, h := range entries {
-		if want := base + uint32(i); h.Seq != want {
-			return invalid("store: task %s: history entry %d has seq %d, want %d", n.ID, i, h.Seq, want)
-		}
+	for _, h := range entries {
 		what := fmt.Sprintf("task %s: history entry %d", n.ID, h.Seq)
 		err := checkFields(what, field{"from", h.From}, field{"to", h.To}, field{"event", h.Event},
 			field{"actor", h.Actor}, field{"reason", h.Reason}, field{"detail", h.Detail}, field{"job id", h.JobID})
@@ -457,10 +439,6 @@ func checkHistory(old, n *store.Task, entries []store.HistoryEntry) error {
 		if !inRange(h.At) {
 			return invalid("store: %s: At %v is outside the years 1678 to 2262", what, h.At)
 		}
-	}
-	if want := base + uint32(len(entries)); n.HistoryLen != want {
-		return invalid("store: task %s: HistoryLen is %d, want %d (%d stored + %d appended)",
-			n.ID, n.HistoryLen, want, base, len(entries))
 	}
 	return nil
 }
