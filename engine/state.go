@@ -169,7 +169,7 @@ func (e *Engine) after(s *state) {
 func (e *Engine) env(s *state, n *processes.Node) (processes.Env, error) {
 	env := make(processes.Env, len(s.data)+2)
 	for k, v := range s.data {
-		env[k] = exprValue(v)
+		env[k] = processes.ExprValue(v)
 	}
 	if n != nil && len(n.Sensitive) > 0 {
 		if err := e.seal.openFields(s.t.ID, n.Sensitive, map[string]any(env)); err != nil {
@@ -190,32 +190,6 @@ func (e *Engine) env(s *state, n *processes.Node) (processes.Env, error) {
 	}
 	env[processes.RootEnv] = envMap
 	return env, nil
-}
-
-// exprValue makes decoded JSON friendlier to expressions: integral numbers
-// become int64 so they compare with integer literals; other numbers stay
-// exact json.Number (compare them with dec_cmp).
-func exprValue(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if n, err := strconv.ParseInt(string(x), 10, 64); err == nil {
-			return n
-		}
-		return x
-	case map[string]any:
-		m := make(map[string]any, len(x))
-		for k, v := range x {
-			m[k] = exprValue(v)
-		}
-		return m
-	case []any:
-		l := make([]any, len(x))
-		for i, v := range x {
-			l[i] = exprValue(v)
-		}
-		return l
-	}
-	return v
 }
 
 func (e *Engine) input(s *state, n *processes.Node) (*nodes.Input, error) {

@@ -520,7 +520,7 @@ func (a *API) reply(in *Input, rep Reply) Result {
 	env := make(processes.Env, len(in.Env)+2)
 	maps.Copy(env, in.Env)
 	if a.saveAs != "" {
-		env = withValue(in.Env, splitPath(a.saveAs), exprValue(body))
+		env = withValue(in.Env, splitPath(a.saveAs), processes.ExprValue(body))
 	}
 	env[processes.RootHTTP] = map[string]any{"status": rep.Status, "headers": flatHeaders(rep.Header)}
 	for _, cs := range a.cases {

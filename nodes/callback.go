@@ -193,7 +193,7 @@ func (cb *Callback) Accept(in *Input, body map[string]any) (Result, error) {
 		}
 	}
 	if len(cb.guards) > 0 {
-		env := withValue(in.Env, splitPath(cb.saveAs), exprValue(body))
+		env := withValue(in.Env, splitPath(cb.saveAs), processes.ExprValue(body))
 		for _, g := range cb.guards {
 			ok, err := g.when.Bool(env)
 			if err != nil {

@@ -7,8 +7,6 @@
 package nodes
 
 import (
-	"encoding/json"
-	"strconv"
 	"strings"
 	"time"
 
@@ -85,33 +83,6 @@ type Waiter interface {
 	Deadline(in *Input) (time.Time, error)
 	// Expire is the result of the timer firing.
 	Expire(in *Input) Result
-}
-
-// exprValue shapes a decoded body the way the engine shapes task data for
-// expressions: whole numbers become int64, so they compare with integer
-// literals (reply.code == 7); other numbers stay exact json.Number (compare
-// them with dec_cmp). What is saved keeps the body as it came.
-func exprValue(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if n, err := strconv.ParseInt(string(x), 10, 64); err == nil {
-			return n
-		}
-		return x
-	case map[string]any:
-		m := make(map[string]any, len(x))
-		for k, v := range x {
-			m[k] = exprValue(v)
-		}
-		return m
-	case []any:
-		l := make([]any, len(x))
-		for i, v := range x {
-			l[i] = exprValue(v)
-		}
-		return l
-	}
-	return v
 }
 
 // splitPath splits a dotted field path.

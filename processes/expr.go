@@ -7,6 +7,7 @@ import (
 	"math/big"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/expr-lang/expr"
@@ -422,4 +423,32 @@ func runePos(src string, offset int) (line, col int) {
 		n++
 	}
 	return line, col
+}
+
+// ExprValue shapes decoded JSON (task data, a reply, a callback body) for
+// expressions: whole numbers become int64, so they compare with integer
+// literals (reply.code == 7); other numbers stay exact json.Number (compare
+// them with dec_cmp). It returns a copy; what is stored keeps the value as
+// it came.
+func ExprValue(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if n, err := strconv.ParseInt(string(x), 10, 64); err == nil {
+			return n
+		}
+		return x
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, v := range x {
+			m[k] = ExprValue(v)
+		}
+		return m
+	case []any:
+		l := make([]any, len(x))
+		for i, v := range x {
+			l[i] = ExprValue(v)
+		}
+		return l
+	}
+	return v
 }
