@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -60,22 +58,10 @@ func (c *bulkCommand) usage(w io.Writer) {
 
 // Run implements command.
 func (c *bulkCommand) Run(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		c.usage(c.stderr)
-		return errUsage
+	sub, err := pickSubcommand("bulk", args, bulkSubcommands, c.usage, c.stdout, c.stderr)
+	if err != nil {
+		return err
 	}
-	switch args[0] {
-	case "-h", "--help", "-help", "help":
-		c.usage(c.stdout)
-		return flag.ErrHelp
-	}
-	i := slices.IndexFunc(bulkSubcommands, func(s struct{ name, args, summary string }) bool { return s.name == args[0] })
-	if i < 0 {
-		fmt.Fprintf(c.stderr, "conveyor bulk: unknown subcommand %q\n\n", args[0])
-		c.usage(c.stderr)
-		return errUsage
-	}
-	sub := bulkSubcommands[i]
 	t := &taskRun{cmd: &taskCommand{stdout: c.stdout, stderr: c.stderr, environ: c.environ}, fs: newFlags("bulk "+sub.name, sub.args, c.stderr)}
 	t.addCommonFlags()
 	b := &bulkRun{bulkCommand: c, taskRun: t}

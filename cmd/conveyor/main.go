@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"syscall"
 )
 
@@ -118,4 +119,29 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return errUsage
 	}
 	return nil
+}
+
+// subcommand is one entry of a command group's table (task, bulk).
+type subcommand = struct{ name, args, summary string }
+
+// pickSubcommand finds args[0] in a group's table. No name, or an unknown
+// one, prints the group's usage and is a usage error; help prints it and
+// is flag.ErrHelp.
+func pickSubcommand(group string, args []string, subs []subcommand, usage func(io.Writer), stdout, stderr io.Writer) (subcommand, error) {
+	if len(args) == 0 {
+		usage(stderr)
+		return subcommand{}, errUsage
+	}
+	switch args[0] {
+	case "-h", "--help", "-help", "help":
+		usage(stdout)
+		return subcommand{}, flag.ErrHelp
+	}
+	i := slices.IndexFunc(subs, func(s subcommand) bool { return s.name == args[0] })
+	if i < 0 {
+		fmt.Fprintf(stderr, "conveyor %s: unknown subcommand %q\n\n", group, args[0])
+		usage(stderr)
+		return subcommand{}, errUsage
+	}
+	return subs[i], nil
 }

@@ -55,22 +55,10 @@ func (c *taskCommand) usage(w io.Writer) {
 
 // Run implements command.
 func (c *taskCommand) Run(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		c.usage(c.stderr)
-		return errUsage
+	sub, err := pickSubcommand("task", args, taskSubcommands, c.usage, c.stdout, c.stderr)
+	if err != nil {
+		return err
 	}
-	switch args[0] {
-	case "-h", "--help", "-help", "help":
-		c.usage(c.stdout)
-		return flag.ErrHelp
-	}
-	i := slices.IndexFunc(taskSubcommands, func(s struct{ name, args, summary string }) bool { return s.name == args[0] })
-	if i < 0 {
-		fmt.Fprintf(c.stderr, "conveyor task: unknown subcommand %q\n\n", args[0])
-		c.usage(c.stderr)
-		return errUsage
-	}
-	sub := taskSubcommands[i]
 	t := &taskRun{cmd: c, fs: newFlags("task "+sub.name, sub.args, c.stderr)}
 	t.addCommonFlags()
 	switch sub.name {
