@@ -425,11 +425,11 @@ func (c *cluster) release(id uuid.UUID) {
 
 // due returns this round's due timers: in a cluster those the engine
 // claimed (each with its lease, given back after firing), else all of them.
-func (e *Engine) due(ctx context.Context) ([]store.Timer, error) {
+func (e *Engine) due(ctx context.Context, limit int) ([]store.Timer, error) {
 	if e.cl == nil {
-		return e.st.Due(ctx, e.clock.Now(), e.cfg.TimerBatch)
+		return e.st.Due(ctx, e.clock.Now(), limit)
 	}
-	due, err := e.cl.st.ClaimDue(ctx, e.cl.owner, e.clock.Now(), e.cl.lease, e.cfg.TimerBatch)
+	due, err := e.cl.st.ClaimDue(ctx, e.cl.owner, e.clock.Now(), e.cl.lease, limit)
 	ids := make([]uuid.UUID, len(due))
 	for i, t := range due {
 		ids[i] = t.TaskID

@@ -111,7 +111,7 @@ type Engine struct {
 	current  map[string]*processes.Definition // by name
 	versions map[string]*processes.Definition // by name@version
 
-	locks   [256]sync.Mutex
+	locks   taskLocks
 	work    chan uuid.UUID
 	calls   chan struct{}
 	admit   chan struct{}
@@ -324,11 +324,7 @@ func (e *Engine) definition(ctx context.Context, name, version string) (*process
 
 // lock serialises event handling for one task within this process; the
 // store's revision check protects against everyone else.
-func (e *Engine) lock(id uuid.UUID) func() {
-	m := &e.locks[int(id[15])]
-	m.Lock()
-	return m.Unlock
-}
+func (e *Engine) lock(id uuid.UUID) func() { return e.locks.lock(id) }
 
 // dispatch queues a runnable task for a worker without blocking the caller;
 // when the queue is full a goroutine waits for room.

@@ -14,34 +14,45 @@ import (
 
 // timerFirers bounds how many timers fire at once; concurrent fires share
 // group commits, so a burst of due timers costs few fsyncs.
-const timerFirers = 256
+const timerFirers = 2048
 
-// timers is the timer service: it fires due timers in rounds of TimerBatch,
-// earliest first, and sleeps until the next one is due (or TimerPoll, or a
-// kick from a commit that set a nearer timer). After downtime, overdue timers
-// catch up round by round while workers keep serving new work.
+// timers is the timer service: it fires due timers earliest first, keeping up
+// to timerFirers of them in flight, and sleeps until the next one is due (or
+// TimerPoll, or a kick from a commit that set a nearer timer). It reads the
+// next due timers while the ones it started still commit, so the store's
+// writer always has the next group to take: a burst of timeouts due in the
+// same second (or the backlog after downtime) fires at the rate the store
+// commits, not in stop-and-go rounds. Workers keep serving new work
+// meanwhile.
 func (e *Engine) timers() {
 	ctx := context.Background()
+	f := newFirer(e)
+	defer f.wg.Wait()
 	for {
-		n, err := e.fireDue(ctx)
+		started, full, err := f.round(ctx)
 		if err != nil {
 			e.log.Error("timer service: read due timers", "err", err)
 		}
-		if n == e.cfg.TimerBatch {
+		if full && started > 0 {
 			select {
 			case <-e.stop:
 				return
 			default:
-				continue // catch-up: another round at once
+				continue // a burst or a catch-up: read on at once
 			}
 		}
+		var ended <-chan struct{}
 		wait := e.cfg.TimerPoll
-		if at, ok, err := e.st.NextDue(ctx); err == nil && ok {
+		if f.busy() {
+			// The earliest timers are the ones in flight: look again when one
+			// of them ends (it may free the next due ones) or a kick comes.
+			ended = f.ended
+		} else if at, ok, err := e.st.NextDue(ctx); err == nil && ok {
 			wait = min(wait, max(at.Sub(e.clock.Now()), 0))
 		}
 		if wait == 0 {
 			wait = time.Millisecond
-			if e.cl != nil && n == 0 {
+			if e.cl != nil && started == 0 {
 				wait = e.cfg.TimerPoll // due, but another engine holds it
 			}
 		}
@@ -49,40 +60,95 @@ func (e *Engine) timers() {
 		case <-e.stop:
 			return
 		case <-e.wake:
+		case <-ended:
 		case <-e.clock.After(wait):
 		}
 	}
 }
 
-// fireDue fires one round of due timers and returns how many it read.
-func (e *Engine) fireDue(ctx context.Context) (int, error) {
-	due, err := e.due(ctx)
-	if err != nil || len(due) == 0 {
-		return 0, err
+// firer starts fires of due timers, at most timerFirers at once, and never
+// two of one task: the timer index still holds a timer while its fire
+// commits, so the next read returns it again.
+type firer struct {
+	e        *Engine
+	slots    chan struct{}
+	ended    chan struct{} // signalled (coalesced) when a fire ends
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	inflight map[uuid.UUID]struct{}
+}
+
+func newFirer(e *Engine) *firer {
+	return &firer{e: e, slots: make(chan struct{}, timerFirers), ended: make(chan struct{}, 1), inflight: map[uuid.UUID]struct{}{}}
+}
+
+// busy reports whether fires are in flight.
+func (f *firer) busy() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.inflight) > 0
+}
+
+// round reads the due timers and starts a fire for each one not in flight,
+// waiting for a free slot when all are taken. It reports how many it
+// started and whether the read was full (more may be due).
+func (f *firer) round(ctx context.Context) (started int, full bool, err error) {
+	e := f.e
+	limit := e.cfg.TimerBatch
+	if e.cl == nil {
+		// Due returns the timers in flight too (in a cluster their leases
+		// keep ClaimDue from returning them): read past them.
+		f.mu.Lock()
+		limit += len(f.inflight)
+		f.mu.Unlock()
 	}
-	sem := make(chan struct{}, timerFirers)
-	var wg sync.WaitGroup
+	due, err := e.due(ctx, limit)
 	for _, t := range due {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
+		f.mu.Lock()
+		_, dup := f.inflight[t.TaskID]
+		f.mu.Unlock()
+		if dup {
+			continue
+		}
+		select {
+		case f.slots <- struct{}{}:
+		case <-e.stop:
+			e.cl.release(t.TaskID)
+			continue // leave it to the next run; release what ClaimDue took
+		}
+		f.mu.Lock()
+		f.inflight[t.TaskID] = struct{}{}
+		f.mu.Unlock()
+		started++
+		f.wg.Go(func() {
+			defer f.done(t.TaskID)
 			defer e.cl.release(t.TaskID) // the lease ClaimDue took, in a cluster
 			e.fire(ctx, t.TaskID)
 		})
 	}
-	wg.Wait()
-	return len(due), nil
+	return started, len(due) == limit, err
 }
 
-// FireDue fires every timer due now, round after round, and returns how many
-// fired. Tests call it after advancing a fake clock instead of waiting for
-// the timer service.
+// done ends a fire: frees its slot and tells the service.
+func (f *firer) done(id uuid.UUID) {
+	f.mu.Lock()
+	delete(f.inflight, id)
+	f.mu.Unlock()
+	<-f.slots
+	signal(f.ended)
+}
+
+// FireDue fires every timer due now, round after round, each round to its
+// end, and returns how many fired. Tests call it after advancing a fake
+// clock instead of waiting for the timer service.
 func (e *Engine) FireDue(ctx context.Context) (int, error) {
+	f := newFirer(e)
 	total := 0
 	for {
-		n, err := e.fireDue(ctx)
+		n, full, err := f.round(ctx)
+		f.wg.Wait()
 		total += n
-		if err != nil || n < e.cfg.TimerBatch {
+		if err != nil || !full {
 			return total, err
 		}
 	}

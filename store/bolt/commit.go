@@ -19,32 +19,60 @@ const maxName = 4096
 
 // Commit applies changes in one transaction, grouped with concurrent commits;
 // see store.Store. On success it sets each change's Task.Rev to Rev+1, and
-// Task.Finished to the commit time when the task reached a final status
+// Task.Finished to the time of the call when the task reached a final status
 // without one. The store reads the tasks until Commit returns: don't change
 // them meanwhile. Changes that break the contract (a history Seq that does not
 // continue HistoryLen, a changed Process or Ref, a name with a 0x00 byte, a
 // token held by another task, ...) fail with a conveyor.EInvalid or
 // conveyor.EConflict *conveyor.Error and write nothing.
+//
+// The records are validated and encoded here, in the caller's goroutine,
+// before they are queued: the writer, which every commit waits for, only
+// checks them against the stored tasks and writes.
 func (db *DB) Commit(ctx context.Context, changes ...store.Change) error {
 	if len(changes) == 0 {
 		return nil
 	}
-	var stored []*store.Task
-	err := db.submit(ctx, len(changes), func(tx *bbolt.Tx, now time.Time) (func() error, error) {
-		p, err := planCommit(tx, now, changes)
+	now := db.clock().Round(0)
+	ws := make([]write, len(changes))
+	for i, c := range changes {
+		w, err := encodeChange(c, now)
+		if err != nil {
+			return err
+		}
+		ws[i] = w
+	}
+	err := db.submit(ctx, len(changes), func(tx *bbolt.Tx, _ time.Time) (func() error, error) {
+		p, err := planCommit(tx, changes, ws)
 		if err != nil {
 			return nil, err
 		}
-		stored = p.tasks()
 		return func() error { return p.apply(tx) }, nil
 	})
 	if err != nil {
 		return err
 	}
 	for i, c := range changes {
-		c.Task.Rev, c.Task.Finished = stored[i].Rev, stored[i].Finished
+		c.Task.Rev, c.Task.Finished = ws[i].new.Rev, ws[i].new.Finished
 	}
 	return nil
+}
+
+// encodeChange validates what a change can show on its own and encodes its
+// record and history: the store's copy of the task, at its next revision.
+func encodeChange(c store.Change, now time.Time) (write, error) {
+	if c.Task == nil {
+		return write{}, invalid("store: a change has no task")
+	}
+	n := *c.Task // the store's copy; it is only read and encoded
+	if err := validateTask(&n); err != nil {
+		return write{}, err
+	}
+	n.Rev = c.Rev + 1
+	if n.Status.Final() && n.Finished.IsZero() {
+		n.Finished = now
+	}
+	return encodeWrite(&n, c.History)
 }
 
 // write moves one task from old to new; old is nil for a new task, new is nil
@@ -93,15 +121,6 @@ func (p *plan) add(w write) {
 	}
 }
 
-// tasks returns the new records, in the order of the writes.
-func (p *plan) tasks() []*store.Task {
-	ts := make([]*store.Task, len(p.writes))
-	for i, w := range p.writes {
-		ts[i] = w.new
-	}
-	return ts
-}
-
 // checkCounts fails when a counter would go below zero: the counts index then
 // disagrees with the tasks, and writing would hide it.
 func (p *plan) checkCounts(tx *bbolt.Tx) error {
@@ -128,31 +147,29 @@ func (p *plan) apply(tx *bbolt.Tx) error {
 	return addCounters(tx.Bucket(bucketTotals), p.totals)
 }
 
-// planner validates the changes of one request. Besides the transaction it
-// remembers what earlier changes of the same request claim, so two of them
-// cannot take one ref or token.
+// planner checks the changes of one request against the stored tasks.
+// Besides the transaction it remembers what earlier changes of the same
+// request claim, so two of them cannot take one ref or token.
 type planner struct {
 	tx     *bbolt.Tx
-	now    time.Time
 	plan   *plan
 	ids    map[uuid.UUID]bool
 	refs   map[string]*store.Task // ref key -> new task claiming it
 	tokens map[string]uuid.UUID   // token -> claiming task, uuid.Nil when released
 }
 
-// planCommit validates changes against tx and returns their plan, or the
-// first change's error.
-func planCommit(tx *bbolt.Tx, now time.Time, changes []store.Change) (*plan, error) {
+// planCommit checks changes, encoded as ws by encodeChange, against tx and
+// returns their plan, or the first change's error.
+func planCommit(tx *bbolt.Tx, changes []store.Change, ws []write) (*plan, error) {
 	pl := &planner{
 		tx:     tx,
-		now:    now,
 		plan:   newPlan(),
 		ids:    map[uuid.UUID]bool{},
 		refs:   map[string]*store.Task{},
 		tokens: map[string]uuid.UUID{},
 	}
-	for _, c := range changes {
-		if err := pl.change(c); err != nil {
+	for i, c := range changes {
+		if err := pl.change(c, ws[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -162,43 +179,32 @@ func planCommit(tx *bbolt.Tx, now time.Time, changes []store.Change) (*plan, err
 	return pl.plan, nil
 }
 
-// change validates one change and adds its write to the plan.
-func (pl *planner) change(c store.Change) error {
-	if c.Task == nil {
-		return invalid("store: a change has no task")
-	}
-	n := *c.Task // the store's copy; it is only read and encoded
-	if err := validateTask(&n); err != nil {
-		return err
-	}
+// change checks one change against the stored task and adds its write to the
+// plan. Only the stored task's header is decoded: the indexes and the checks
+// need its names, status, times and counters, not its data.
+func (pl *planner) change(c store.Change, w write) error {
+	n := w.new
 	if pl.ids[n.ID] {
 		return invalid("store: task %s: changed twice in one commit", n.ID)
 	}
 	pl.ids[n.ID] = true
-	old, err := loadTask(pl.tx, n.ID)
+	old, err := loadHeader(pl.tx, n.ID)
 	if err != nil {
 		return err
 	}
 	if err := store.CheckRev(old, c); err != nil {
 		return err
 	}
-	if err := pl.checkRef(old, &n); err != nil {
+	if err := pl.checkRef(old, n); err != nil {
 		return err
 	}
-	if err := store.CheckHistory(old, &n, c.History); err != nil {
+	if err := store.CheckHistory(old, n, c.History); err != nil {
 		return err
 	}
-	if err := pl.claimToken(old, &n); err != nil {
+	if err := pl.claimToken(old, n); err != nil {
 		return err
 	}
-	n.Rev = c.Rev + 1
-	if n.Status.Final() && n.Finished.IsZero() {
-		n.Finished = pl.now
-	}
-	w, err := encodeWrite(old, &n, c.History)
-	if err != nil {
-		return err
-	}
+	w.old = old
 	pl.plan.add(w)
 	return nil
 }
@@ -278,9 +284,10 @@ func (pl *planner) claimToken(old, n *store.Task) error {
 	return nil
 }
 
-// encodeWrite encodes the new record and the appended history.
-func encodeWrite(old, n *store.Task, entries []store.HistoryEntry) (write, error) {
-	w := write{old: old, new: n}
+// encodeWrite encodes the new record and the appended history; the old record
+// is the planner's to fill in.
+func encodeWrite(n *store.Task, entries []store.HistoryEntry) (write, error) {
+	w := write{new: n}
 	var err error
 	if w.record, err = encodeTask(n); err != nil {
 		return write{}, invalid("store: task %s: encode: %v", n.ID, err)
@@ -338,7 +345,7 @@ func applyWrite(tx *bbolt.Tx, w *write) error {
 		return err
 	}
 	for _, ix := range indexes {
-		if err := moveEntry(tx.Bucket(ix.bucket), ix, w, id); err != nil {
+		if err := moveEntry(writable(tx, ix.bucket), ix, w, id); err != nil {
 			return err
 		}
 	}
@@ -347,7 +354,7 @@ func applyWrite(tx *bbolt.Tx, w *write) error {
 
 // writeRecord puts (or for a purge deletes) the task and its history.
 func writeRecord(tx *bbolt.Tx, w *write, id uuid.UUID) error {
-	tasks, history := tx.Bucket(bucketTasks), tx.Bucket(bucketHistory)
+	tasks, history := writable(tx, bucketTasks), writable(tx, bucketHistory)
 	if w.new == nil {
 		if err := tasks.Delete(id[:]); err != nil {
 			return err
@@ -369,9 +376,38 @@ func writeRecord(tx *bbolt.Tx, w *write, id uuid.UUID) error {
 	return putAudit(tx, w.audit)
 }
 
+// appendFill is how full bbolt packs the pages of a bucket whose keys mostly
+// arrive in ascending order. bbolt splits a page it writes at FillPercent,
+// 50 % by default, which suits random keys; keys that arrive in order only
+// ever land on the last page of their range, so every page left behind
+// would stay half empty for good and the file (and the page cache the map
+// pins) twice the size it needs. 10 % stays free for records that grow.
+const appendFill = 0.9
+
+// appendOrdered are the buckets whose keys arrive mostly in ascending order:
+// UUIDv7 task ids (created in time order), a task's history after its id,
+// index entries after a prefix, times. refs, tokens and timers have keys
+// in no useful order and keep bbolt's default.
+var appendOrdered = map[string]bool{
+	string(bucketTasks): true, string(bucketHistory): true, string(bucketRunnable): true,
+	string(bucketByNode): true, string(bucketByStatus): true, string(bucketFinished): true,
+	string(bucketAudit): true, string(bucketAuditByTask): true,
+}
+
+// writable returns a bucket of a write transaction, with its fill set for the
+// order in which its keys arrive. FillPercent belongs to the bucket handle,
+// so every write transaction sets it again.
+func writable(tx *bbolt.Tx, name []byte) *bbolt.Bucket {
+	b := tx.Bucket(name)
+	if appendOrdered[string(name)] {
+		b.FillPercent = appendFill
+	}
+	return b
+}
+
 // putAudit writes audit entries and their auditbytask mirrors.
 func putAudit(tx *bbolt.Tx, entries []kv) error {
-	audit, byTask := tx.Bucket(bucketAudit), tx.Bucket(bucketAuditByTask)
+	audit, byTask := writable(tx, bucketAudit), writable(tx, bucketAuditByTask)
 	for _, a := range entries {
 		if err := audit.Put(a.k, a.v); err != nil {
 			return err
@@ -444,11 +480,20 @@ func deletePrefix(b *bbolt.Bucket, prefix []byte) error {
 
 // loadTask returns the stored task with id, or nil when there is none.
 func loadTask(tx *bbolt.Tx, id uuid.UUID) (*store.Task, error) {
+	return load(tx, id, decodeTask)
+}
+
+// loadHeader is loadTask without the task's data and early callbacks.
+func loadHeader(tx *bbolt.Tx, id uuid.UUID) (*store.Task, error) {
+	return load(tx, id, decodeTaskHeader)
+}
+
+func load(tx *bbolt.Tx, id uuid.UUID, decode func([]byte) (*store.Task, error)) (*store.Task, error) {
 	v := tx.Bucket(bucketTasks).Get(id[:])
 	if v == nil {
 		return nil, nil
 	}
-	t, err := decodeTask(v)
+	t, err := decode(v)
 	if err != nil {
 		return nil, internal("store: task %s: decode: %v", id, err)
 	}

@@ -1,32 +1,307 @@
 package bolt
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/conveyor-dev/conveyor/store"
 )
 
-// The record encoding lives here alone, so a binary format can replace JSON
-// without touching the rest of the package. Decoders must not keep any part
-// of their input: it points into bbolt's mmap and is only valid inside the
-// transaction. encoding/json copies everything it decodes, so they don't.
+// The record encoding lives here alone. Decoders must not keep any part of
+// their input: it points into bbolt's mmap and is only valid inside the
+// transaction, so every decoded string and byte slice is a copy.
+//
+// Task records and history entries, written and read on every event, use a
+// compact binary format (below); the rare records (versions, audit entries,
+// jobs, alarms) stay JSON. Files written before the binary format hold JSON
+// task and history records, which always start with '{': the decoders still
+// read them, and a record is rewritten in binary the next time it changes.
 
-func encodeTask(t *store.Task) ([]byte, error) { return json.Marshal(t) }
+// recordV1 is the first byte of a binary record: the format's version. JSON
+// records start with '{', so the two can never be confused.
+const recordV1 = 0x01
 
-func decodeTask(b []byte) (*store.Task, error) {
-	t := new(store.Task)
-	if err := json.Unmarshal(b, t); err != nil {
+// errShort is the error of a binary record that ends before its last field.
+var errShort = errors.New("record is truncated")
+
+// A binary task record is recordV1, then the fields in this order: id (16
+// bytes), process, version, ref, input hash, node, status, token, timer
+// (strings: uvarint length + bytes), timer at (time: varint unix seconds +
+// uvarint nanoseconds), attempt, steps (varints), rev, history length
+// (uvarints), created, updated, entered, finished (times), error (a 0 byte,
+// or 1 then code, description, node), marks (uvarint count, then hash, node,
+// at each), early callbacks (uvarint count, then content type, body, actor,
+// at each), and last the data (uvarint length + bytes). The data and the
+// early bodies come last so that decodeTaskHeader can stop before copying
+// them.
+
+func encodeTask(t *store.Task) ([]byte, error) {
+	n := 96 + len(t.Process) + len(t.Version) + len(t.Ref) + len(t.InputHash) + len(t.Node) +
+		len(t.Status) + len(t.Token) + len(t.Timer) + len(t.Data)
+	for _, e := range t.Early {
+		n += 32 + len(e.Body) + len(e.ContentType) + len(e.Actor)
+	}
+	n += len(t.Marks) * 64
+	b := make([]byte, 0, n)
+	b = append(b, recordV1)
+	b = append(b, t.ID[:]...)
+	for _, s := range [...]string{t.Process, t.Version, t.Ref, t.InputHash, t.Node, string(t.Status), t.Token, t.Timer} {
+		b = appendString(b, s)
+	}
+	b = appendTime(b, t.TimerAt)
+	b = binary.AppendVarint(b, int64(t.Attempt))
+	b = binary.AppendVarint(b, int64(t.Steps))
+	b = binary.AppendUvarint(b, t.Rev)
+	b = binary.AppendUvarint(b, uint64(t.HistoryLen))
+	for _, at := range [...]time.Time{t.Created, t.Updated, t.Entered, t.Finished} {
+		b = appendTime(b, at)
+	}
+	if t.Error == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 1)
+		b = appendString(b, t.Error.Code)
+		b = appendString(b, t.Error.Description)
+		b = appendString(b, t.Error.Node)
+	}
+	b = binary.AppendUvarint(b, uint64(len(t.Marks)))
+	for _, m := range t.Marks {
+		b = appendString(b, m.Hash)
+		b = appendString(b, m.Node)
+		b = appendTime(b, m.At)
+	}
+	b = binary.AppendUvarint(b, uint64(len(t.Early)))
+	for _, e := range t.Early {
+		b = appendString(b, e.ContentType)
+		b = appendBytes(b, e.Body)
+		b = appendString(b, e.Actor)
+		b = appendTime(b, e.At)
+	}
+	return appendBytes(b, t.Data), nil
+}
+
+// decodeTask decodes a whole task record.
+func decodeTask(b []byte) (*store.Task, error) { return decodeTaskRecord(b, true) }
+
+// decodeTaskHeader decodes a task record without its data and early
+// callbacks: what the writer needs to diff the indexes and check a change.
+func decodeTaskHeader(b []byte) (*store.Task, error) { return decodeTaskRecord(b, false) }
+
+func decodeTaskRecord(b []byte, full bool) (*store.Task, error) {
+	if len(b) > 0 && b[0] == '{' {
+		t := new(store.Task)
+		if err := json.Unmarshal(b, t); err != nil {
+			return nil, err
+		}
+		return t, nil
+	}
+	r, err := newReader(b)
+	if err != nil {
 		return nil, err
+	}
+	t := new(store.Task)
+	copy(t.ID[:], r.next(len(uuid.UUID{})))
+	var status string
+	for _, s := range [...]*string{&t.Process, &t.Version, &t.Ref, &t.InputHash, &t.Node, &status, &t.Token, &t.Timer} {
+		*s = r.string()
+	}
+	t.Status = store.Status(status)
+	t.TimerAt = r.time()
+	t.Attempt, t.Steps = int(r.varint()), int(r.varint())
+	t.Rev, t.HistoryLen = r.uvarint(), uint32(r.uvarint())
+	for _, at := range [...]*time.Time{&t.Created, &t.Updated, &t.Entered, &t.Finished} {
+		*at = r.time()
+	}
+	switch r.byte() {
+	case 0:
+	case 1:
+		t.Error = &store.TaskError{Code: r.string(), Description: r.string(), Node: r.string()}
+	default:
+		r.fail(fmt.Errorf("bad error flag"))
+	}
+	if n := r.count(); n > 0 {
+		t.Marks = make([]store.Mark, n)
+		for i := range t.Marks {
+			t.Marks[i] = store.Mark{Hash: r.string(), Node: r.string(), At: r.time()}
+		}
+	}
+	if !full {
+		return t, r.err
+	}
+	if n := r.count(); n > 0 {
+		t.Early = make([]store.Early, n)
+		for i := range t.Early {
+			t.Early[i] = store.Early{ContentType: r.string(), Body: r.bytes(), Actor: r.string(), At: r.time()}
+		}
+	}
+	t.Data = r.bytes()
+	if r.err == nil && len(r.b) > 0 {
+		r.fail(fmt.Errorf("%d bytes after the last field", len(r.b)))
+	}
+	if r.err != nil {
+		return nil, r.err
 	}
 	return t, nil
 }
 
-func encodeHistory(h *store.HistoryEntry) ([]byte, error) { return json.Marshal(h) }
+// A binary history entry is recordV1, then seq (uvarint), at (time), from,
+// to, event, actor, reason, detail and job id (strings).
+
+func encodeHistory(h *store.HistoryEntry) ([]byte, error) {
+	b := make([]byte, 0, 32+len(h.From)+len(h.To)+len(h.Event)+len(h.Actor)+len(h.Reason)+len(h.Detail)+len(h.JobID))
+	b = append(b, recordV1)
+	b = binary.AppendUvarint(b, uint64(h.Seq))
+	b = appendTime(b, h.At)
+	for _, s := range [...]string{h.From, h.To, h.Event, h.Actor, h.Reason, h.Detail, h.JobID} {
+		b = appendString(b, s)
+	}
+	return b, nil
+}
 
 func decodeHistory(b []byte) (store.HistoryEntry, error) {
 	var h store.HistoryEntry
-	err := json.Unmarshal(b, &h)
-	return h, err
+	if len(b) > 0 && b[0] == '{' {
+		err := json.Unmarshal(b, &h)
+		return h, err
+	}
+	r, err := newReader(b)
+	if err != nil {
+		return h, err
+	}
+	h.Seq = uint32(r.uvarint())
+	h.At = r.time()
+	for _, s := range [...]*string{&h.From, &h.To, &h.Event, &h.Actor, &h.Reason, &h.Detail, &h.JobID} {
+		*s = r.string()
+	}
+	if r.err == nil && len(r.b) > 0 {
+		r.fail(fmt.Errorf("%d bytes after the last field", len(r.b)))
+	}
+	return h, r.err
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+func appendBytes(b, v []byte) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(v))), v...)
+}
+
+// appendTime encodes t as unix seconds and nanoseconds, so the zero time
+// (year 1) and times before 1970 round-trip exactly. Decoded times are UTC.
+func appendTime(b []byte, t time.Time) []byte {
+	b = binary.AppendVarint(b, t.Unix())
+	return binary.AppendUvarint(b, uint64(t.Nanosecond()))
+}
+
+// reader decodes a binary record. The first error sticks: later reads return
+// zero values, so decoders check r.err once at the end.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func newReader(b []byte) (*reader, error) {
+	switch {
+	case len(b) == 0:
+		return nil, errShort
+	case b[0] != recordV1:
+		return nil, fmt.Errorf("unknown record format 0x%02x", b[0])
+	}
+	return &reader{b: b[1:]}, nil
+}
+
+func (r *reader) fail(err error) {
+	if r.err == nil {
+		r.err = err
+	}
+	r.b = nil
+}
+
+// next returns the next n bytes, still pointing into the input.
+func (r *reader) next(n int) []byte {
+	if n < 0 || len(r.b) < n {
+		r.fail(errShort)
+		return nil
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) byte() byte {
+	if v := r.next(1); v != nil {
+		return v[0]
+	}
+	return 0
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail(errShort)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail(errShort)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// count reads a list length, refusing one that the rest of the record could
+// not hold (each element takes at least one byte), so a damaged record cannot
+// make the decoder allocate without bound.
+func (r *reader) count() int {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.fail(fmt.Errorf("list of %d elements in %d bytes", n, len(r.b)))
+		return 0
+	}
+	return int(n)
+}
+
+func (r *reader) string() string {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.fail(errShort)
+		return ""
+	}
+	return string(r.next(int(n)))
+}
+
+// bytes returns a copy of the next length-prefixed bytes; nil for none.
+func (r *reader) bytes() []byte {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.fail(errShort)
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	return append([]byte(nil), r.next(int(n))...)
+}
+
+func (r *reader) time() time.Time {
+	sec, nsec := r.varint(), r.uvarint()
+	if r.err != nil || nsec >= 1e9 {
+		r.fail(errShort)
+		return time.Time{}
+	}
+	return time.Unix(sec, int64(nsec)).UTC()
 }
 
 func encodeVersion(v *store.Version) ([]byte, error) { return json.Marshal(v) }
