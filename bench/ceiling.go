@@ -29,7 +29,7 @@ const (
 	bareHoldReply     = 620  // LiqPay's JSON answer
 	bareCallback      = 860  // the signed callback form
 	bareCallbackReply = 110  // {"result":"accepted",...}
-	bareRecord        = 2400 // a task record (1.5-2.6 KB) and the history entries (160 B each) a commit adds
+	bareRecord        = 1900 // a task record in the store's binary format (1.77-1.79 KB) and the history entries (~90 B each, 1.6 per commit) a commit adds
 	// bareMaxBatch is the store's default group-commit size.
 	bareMaxBatch = 1000
 )

@@ -63,7 +63,7 @@ func (e *Engine) call(id uuid.UUID) {
 		req, err = api.Build(in)
 	}
 	if err != nil {
-		e.afterReply(id, attempt, visit, func(s *state) {
+		e.afterReply(id, s, attempt, visit, func(s *state) {
 			e.move(s, nodes.OutError, actorEngine, "", &nodes.Failure{Code: "request_error", Description: fmt.Sprintf("node %s: cannot build the request: %v", n.Name, err)})
 		})
 		return
@@ -80,7 +80,7 @@ func (e *Engine) call(id uuid.UUID) {
 	}
 	e.m.Call(s.t.Process, n.Name, outcome, d)
 	detail := fmt.Sprintf("%s %s -> %s in %s (attempt %d)", req.Method, req.URL, replyText(rep), d.Round(time.Millisecond), attempt)
-	e.afterReply(id, attempt, visit, func(s *state) {
+	e.afterReply(id, s, attempt, visit, func(s *state) {
 		in, err := e.input(s, n)
 		if err != nil {
 			e.escalateHere(s, "data_error", err.Error())
@@ -93,7 +93,7 @@ func (e *Engine) call(id uuid.UUID) {
 			s.record(n.Name, n.Name, "retry_scheduled", actorProvider, "", fmt.Sprintf("%s; attempt %d in %s", detail, attempt+1, v.Delay.Round(time.Millisecond)))
 			return
 		}
-		applyWrites(s.data, v.Result.Writes)
+		s.applyWrites(v.Result.Writes)
 		if v.Result.Outcome != nodes.OutError {
 			e.eraseSecrets(s, n.Sensitive) // used; an operator retry after an error still needs them
 		}
@@ -109,12 +109,14 @@ const replyTries = 5
 // (same visit and attempt): an operator may have moved the task meanwhile, and
 // then the reply is only recorded. When another engine commits first (a
 // callback that came early), the reply is applied again to what it committed
-// rather than lost.
-func (e *Engine) afterReply(id uuid.UUID, attempt int, visit time.Time, apply func(s *state)) {
+// rather than lost. sent is the state the call was built from, whose decoded
+// data the first try takes over when nothing was committed since (reload).
+func (e *Engine) afterReply(id uuid.UUID, sent *state, attempt int, visit time.Time, apply func(s *state)) {
 	ctx := context.Background()
 	for try := 1; ; try++ {
 		unlock := e.lock(id)
-		s, err := e.load(ctx, id)
+		s, err := e.reload(ctx, id, sent)
+		sent = nil // a try that lost a race changed the data it took over
 		if err != nil {
 			unlock()
 			e.log.Error("load task after call", "task_id", id, "err", err)
@@ -151,7 +153,7 @@ func (e *Engine) afterReply(id uuid.UUID, attempt int, visit time.Time, apply fu
 func (e *Engine) eraseSecrets(s *state, names []string) {
 	for _, name := range names {
 		if f := s.def.Input.Field(name); f != nil && f.Sensitive == processes.SensitiveSecret {
-			delete(s.data, name)
+			s.deleteField(name)
 		}
 	}
 }
@@ -160,7 +162,7 @@ func (e *Engine) eraseSecrets(s *state, names []string) {
 func (e *Engine) eraseAllSecrets(s *state) {
 	for _, f := range s.def.Input.Sensitive() {
 		if f.Sensitive == processes.SensitiveSecret {
-			delete(s.data, f.Name)
+			s.deleteField(f.Name)
 		}
 	}
 }

@@ -128,7 +128,7 @@ func (e *Engine) callback(ctx context.Context, req CallbackRequest) (CallbackRes
 	if err != nil {
 		return CallbackResult{}, err
 	}
-	applyWrites(s.data, r.Writes)
+	s.applyWrites(r.Writes)
 	addMark(s.t, store.Mark{Hash: hash, Node: n.Name, At: s.now})
 	e.move(s, r.Outcome, actorOr(req.Actor, actorCallback), "", nil)
 	e.advance(s)
@@ -330,6 +330,6 @@ func (e *Engine) consumeEarly(s *state, n *processes.Node) {
 		s.record(n.Name, n.Name, "early_callback_refused", actorOr(early.Actor, actorCallback), "", conveyor.ErrorMessage(err))
 		return
 	}
-	applyWrites(s.data, r.Writes)
+	s.applyWrites(r.Writes)
 	e.move(s, r.Outcome, actorOr(early.Actor, actorCallback), "applied a callback that arrived early", nil)
 }

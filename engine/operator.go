@@ -92,6 +92,7 @@ func (e *Engine) Edit(ctx context.Context, id uuid.UUID, patch map[string]any, a
 		}
 		slices.Sort(keys)
 		e.seal.sealFields(s.t.ID, s.def.Input, s.data)
+		s.dropEnv() // the edits and the sealing above bypass touch
 		return e.reenter(s, s.t.Error.Node, "operator_edit", a, "changed "+strings.Join(keys, ", "))
 	})
 }
@@ -110,7 +111,7 @@ func (e *Engine) reenter(s *state, to, event string, a Action, detail string) er
 	}
 	s.recordAction(s.t.Node, to, event, a, detail)
 	s.t.Error, s.t.Steps = nil, 0
-	clearErrFields(s.data)
+	s.clearErrFields()
 	e.enter(s, to, nil)
 	e.advance(s)
 	return nil

@@ -37,13 +37,11 @@ func (e *Engine) enter(s *state, name string, failure *nodes.Failure) {
 	s.t.Node, s.t.Entered, s.t.Attempt = name, s.now, 0
 	s.t.TimerAt, s.t.Timer = time.Time{}, ""
 	if failure != nil {
-		s.data[processes.FieldErrCode] = failure.Code
-		s.data[processes.FieldErrDescription] = failure.Description
-		s.data[processes.FieldFailedNode] = prev
+		s.setErrFields(failure.Code, failure.Description, prev)
 	} else if c := n.Spec.Class(); c == processes.Wait || c == processes.Final && !isErrorFinal(n) {
 		// err_* describe the failure that brought the task here; once it
 		// waits again or succeeds without one, they are history.
-		clearErrFields(s.data)
+		s.clearErrFields()
 	}
 	switch n.Spec.Class() {
 	case processes.Instant, processes.Call:
@@ -74,9 +72,7 @@ func (e *Engine) enter(s *state, name string, failure *nodes.Failure) {
 				}
 			}
 			f = &d
-			s.data[processes.FieldErrCode] = f.Code
-			s.data[processes.FieldErrDescription] = f.Description
-			s.data[processes.FieldFailedNode] = prev
+			s.setErrFields(f.Code, f.Description, prev)
 		}
 		s.t.Error = &store.TaskError{Code: f.Code, Description: f.Description, Node: prev}
 		e.arm(s, n)
@@ -114,7 +110,7 @@ func (e *Engine) escalateHere(s *state, code, desc string) {
 			s.record(failed, n.Name, "error", actorEngine, "", code+": "+desc)
 			e.enter(s, n.Name, &nodes.Failure{Code: code, Description: desc})
 			s.t.Error.Node = failed
-			s.data[processes.FieldFailedNode] = failed
+			s.setField(processes.FieldFailedNode, failed)
 			return
 		}
 	}
@@ -122,7 +118,7 @@ func (e *Engine) escalateHere(s *state, code, desc string) {
 	s.t.Status = store.StatusEscalated
 	s.t.TimerAt, s.t.Timer = time.Time{}, ""
 	s.t.Error = &store.TaskError{Code: code, Description: desc, Node: failed}
-	s.data[processes.FieldErrCode], s.data[processes.FieldErrDescription], s.data[processes.FieldFailedNode] = code, desc, failed
+	s.setErrFields(code, desc, failed)
 }
 
 // advance runs the task through instant nodes until it waits, finishes, or
@@ -174,13 +170,22 @@ func (e *Engine) step(s *state, n *processes.Node) {
 		e.escalateHere(s, "expression_error", fmt.Sprintf("node %s: %v", n.Name, err))
 		return
 	}
-	applyWrites(s.data, res.Writes)
+	s.applyWrites(res.Writes)
 	e.move(s, res.Outcome, actorEngine, "", res.Failure)
 }
 
-func applyWrites(data map[string]any, ws []nodes.Write) {
+// applyWrites writes a node's results into the task's data. A nested write
+// (a.b) changes a map of the data in place, which may also be held under
+// another field or by the kept expression environment (see exprEnv), so it
+// drops that environment; a top-level write only replaces its own field.
+func (s *state) applyWrites(ws []nodes.Write) {
 	for _, w := range ws {
-		nodes.SetPath(data, w.Path, w.Value)
+		nodes.SetPath(s.data, w.Path, w.Value)
+		if len(w.Path) > 1 {
+			s.dropEnv()
+		} else {
+			s.touch(w.Path[0])
+		}
 	}
 }
 
@@ -242,8 +247,15 @@ func isErrorFinal(n *processes.Node) bool {
 	return ok && f.Result() == nodes.ResultError
 }
 
-func clearErrFields(data map[string]any) {
-	delete(data, processes.FieldErrCode)
-	delete(data, processes.FieldErrDescription)
-	delete(data, processes.FieldFailedNode)
+// setErrFields sets err_code, err_description and failed_node.
+func (s *state) setErrFields(code, desc, failedNode string) {
+	s.setField(processes.FieldErrCode, code)
+	s.setField(processes.FieldErrDescription, desc)
+	s.setField(processes.FieldFailedNode, failedNode)
+}
+
+func (s *state) clearErrFields() {
+	s.deleteField(processes.FieldErrCode)
+	s.deleteField(processes.FieldErrDescription)
+	s.deleteField(processes.FieldFailedNode)
 }

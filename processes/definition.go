@@ -33,6 +33,7 @@ type Definition struct {
 
 	byName  map[string]*Node
 	events  []fsm.EventDesc
+	fsms    fsmPool
 	namePos Pos // where the process name is written
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/looplab/fsm"
 )
@@ -28,16 +29,31 @@ func buildEvents(def *Definition) []fsm.EventDesc {
 // modify it.
 func (d *Definition) Events() []fsm.EventDesc { return d.events }
 
-// Fire moves a task in node from by outcome, using a fresh FSM built on the
-// shared event table (an instance is never reused, so a wedged one cannot
-// leak), and returns the node the outcome leads to. It never calls back into
-// the FSM from a callback and never hands it a cancellable context.
+// fsmPool holds a definition's idle FSM instances. Building one turns the
+// whole event table into looplab/fsm's maps, which cost more than the move
+// itself; an instance is only ever reset (SetState) and reused.
+type fsmPool struct{ p sync.Pool }
+
+// Fire moves a task in node from by outcome on an FSM built on the shared
+// event table, and returns the node the outcome leads to. Instances are
+// pooled per definition and put back only after a move that completed (or
+// was a self-loop): one whose Event failed otherwise may be wedged mid-
+// transition and is dropped, so it cannot leak into another move. It never
+// calls back into the FSM from a callback and never hands it a cancellable
+// context, so no transition is left in progress when Event returns.
 func (d *Definition) Fire(from, outcome string) (string, error) {
-	m := fsm.NewFSM(from, d.events, nil)
+	m, _ := d.fsms.p.Get().(*fsm.FSM)
+	if m == nil {
+		m = fsm.NewFSM(from, d.events, nil)
+	} else {
+		m.SetState(from)
+	}
 	err := m.Event(context.Background(), outcome)
 	var noTransition fsm.NoTransitionError
 	if err != nil && !errors.As(err, &noTransition) {
 		return "", fmt.Errorf("process %s@%s: node %s has no outcome %q: %w", d.Name, d.Version, from, outcome, err)
 	}
-	return m.Current(), nil
+	to := m.Current()
+	d.fsms.p.Put(m)
+	return to, nil
 }
