@@ -14,7 +14,7 @@ import (
 
 // readBody reads the request body, capped by ServeHTTP's MaxBytesReader.
 func (s *server) readBody(r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(r.Body)
+	b, err := readAll(r.Body, r.ContentLength, s.maxBody)
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		return nil, conveyor.Errorf(conveyor.ETooLarge, "request body is larger than %d bytes", tooBig.Limit)
@@ -25,6 +25,29 @@ func (s *server) readBody(r *http.Request) ([]byte, error) {
 	return b, nil
 }
 
+// readAll is io.ReadAll into a buffer of the body's announced size (when
+// it is within max), so a body is read in one allocation instead of
+// several growing copies.
+func readAll(r io.Reader, size, max int64) ([]byte, error) {
+	if size <= 0 || size > max {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, 0, size+1) // +1: room to see the end without growing
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // announced size was wrong: grow as io.ReadAll does
+		}
+	}
+}
+
 // decode reads a JSON object into v: numbers stay exact (json.Number),
 // unknown top-level keys and trailing data are refused, and so is nesting
 // deeper than MaxDepth. An empty body leaves v as it is when optional.
@@ -33,6 +56,11 @@ func (s *server) decode(r *http.Request, v any, optional bool) error {
 	if err != nil {
 		return err
 	}
+	return s.decodeBytes(b, v, optional)
+}
+
+// decodeBytes is decode of a body already read.
+func (s *server) decodeBytes(b []byte, v any, optional bool) error {
 	if len(bytes.TrimSpace(b)) == 0 {
 		if optional {
 			return nil

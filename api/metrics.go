@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -112,6 +113,22 @@ func (m *Metrics) Alarm(process, node string, on bool) {
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+
+	// series caches each route and status's collectors: the vectors'
+	// lookups validate and hash the labels (and format the status) on
+	// every request otherwise. Routes are patterns, so there are few.
+	mu     sync.RWMutex
+	series map[httpSeries]httpObservers
+}
+
+type httpSeries struct {
+	route  string
+	status int
+}
+
+type httpObservers struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -123,12 +140,23 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 			Name: MetricHTTPDuration, Help: "HTTP request latency by route pattern.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route"})),
+		series: map[httpSeries]httpObservers{},
 	}
 }
 
 func (m *httpMetrics) observe(route string, status int, d time.Duration) {
-	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
-	m.duration.WithLabelValues(route).Observe(d.Seconds())
+	key := httpSeries{route, status}
+	m.mu.RLock()
+	o, ok := m.series[key]
+	m.mu.RUnlock()
+	if !ok {
+		o = httpObservers{m.requests.WithLabelValues(route, strconv.Itoa(status)), m.duration.WithLabelValues(route)}
+		m.mu.Lock()
+		m.series[key] = o
+		m.mu.Unlock()
+	}
+	o.requests.Inc()
+	o.duration.Observe(d.Seconds())
 }
 
 // taskCollector exports the engine's node counters at scrape time, so the

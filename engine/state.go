@@ -161,9 +161,20 @@ func (e *Engine) reload(ctx context.Context, id uuid.UUID, prev *state) (*state,
 	return s, nil
 }
 
+// decodeData decodes a task's stored data with numbers kept exact
+// (json.Number), by nodes.DecodeJSON when it can and encoding/json, which
+// gives the same values, otherwise.
 func decodeData(b []byte) (map[string]any, error) {
 	if len(b) == 0 {
 		return map[string]any{}, nil
+	}
+	if v, ok := nodes.DecodeJSON(b); ok {
+		switch m := v.(type) {
+		case map[string]any:
+			return m, nil
+		case nil:
+			return map[string]any{}, nil
+		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
@@ -193,7 +204,7 @@ func (s *state) record(from, to, event, actor, reason, detail string) {
 // data would pass the size cap is escalated with its previous data instead,
 // so it stays where an operator can act on it.
 func (e *Engine) commit(ctx context.Context, s *state) error {
-	data, err := json.Marshal(s.data)
+	data, err := nodes.MarshalJSON(s.data)
 	if err != nil {
 		return fmt.Errorf("encode task data: %w", err)
 	}
@@ -242,7 +253,7 @@ func (e *Engine) rollbackTooLarge(s *state, msg string) ([]byte, error) {
 	s.data, s.hist, s.call = data, nil, false
 	s.dropEnv()
 	e.escalateHere(s, "task_too_large", msg)
-	return json.Marshal(s.data)
+	return nodes.MarshalJSON(s.data)
 }
 
 // after does what a commit decided: start the call it owes, wake the timer

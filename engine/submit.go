@@ -2,13 +2,13 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 
 	"github.com/google/uuid"
 
 	conveyor "github.com/conveyor-dev/conveyor"
+	"github.com/conveyor-dev/conveyor/nodes"
 	"github.com/conveyor-dev/conveyor/processes"
 	"github.com/conveyor-dev/conveyor/store"
 )
@@ -55,7 +55,7 @@ func (e *Engine) Submit(ctx context.Context, req SubmitRequest) (*TaskView, bool
 		}
 		return nil, false, err
 	}
-	canon, err := json.Marshal(req.Data)
+	canon, err := nodes.MarshalJSON(req.Data)
 	if err != nil {
 		return nil, false, conveyor.Errorf(conveyor.EInvalid, "data cannot be encoded: %v", err)
 	}

@@ -517,10 +517,14 @@ func (a *API) reply(in *Input, rep Reply) Result {
 	if !accepted {
 		return Result{Outcome: OutError, Writes: writes, Failure: &Failure{Code: fmt.Sprintf("http_%d", rep.Status), Description: fmt.Sprintf("provider answered HTTP %d", rep.Status)}}
 	}
-	env := make(processes.Env, len(in.Env)+2)
-	maps.Copy(env, in.Env)
+	var env processes.Env
 	if a.saveAs != "" {
 		env = withValue(in.Env, splitPath(a.saveAs), processes.ExprValue(body))
+	} else {
+		env = maps.Clone(in.Env)
+		if env == nil {
+			env = processes.Env{}
+		}
 	}
 	env[processes.RootHTTP] = map[string]any{"status": rep.Status, "headers": flatHeaders(rep.Header)}
 	for _, cs := range a.cases {
@@ -551,6 +555,9 @@ func (a *API) reply(in *Input, rep Reply) Result {
 }
 
 func decodeAny(b []byte) (any, error) {
+	if v, ok := DecodeJSON(b); ok {
+		return v, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any

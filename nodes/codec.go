@@ -77,47 +77,165 @@ func compileCodec(c *processes.NodeContext, path string, cc CodecConfig, does st
 }
 
 // liqpaySign computes LiqPay's signature over the base64 data string.
-func liqpaySign(privateKey, data string) string {
-	sum := sha1.Sum([]byte(privateKey + data + privateKey))
-	return base64.StdEncoding.EncodeToString(sum[:])
+func liqpaySign(privateKey string, data []byte) [28]byte {
+	var stack [2048]byte // the message of a typical envelope fits
+	sum := sha1.Sum(append(append(append(stack[:0], privateKey...), data...), privateKey...))
+	var sig [28]byte
+	base64.StdEncoding.Encode(sig[:], sum[:])
+	return sig
 }
 
-// liqpayEncode builds the form body of a LiqPay request.
+// liqpayEncode builds the form body of a LiqPay request: the fields data
+// and signature, as url.Values.Encode writes them.
 func liqpayEncode(privateKey string, params map[string]any) ([]byte, error) {
-	js, err := json.Marshal(params)
+	js, err := MarshalJSON(params)
 	if err != nil {
 		return nil, err
 	}
-	data := base64.StdEncoding.EncodeToString(js)
-	form := url.Values{"data": {data}, "signature": {liqpaySign(privateKey, data)}}
-	return []byte(form.Encode()), nil
+	data := make([]byte, base64.StdEncoding.EncodedLen(len(js)))
+	base64.StdEncoding.Encode(data, js)
+	sig := liqpaySign(privateKey, data)
+	form := make([]byte, 0, len("data=&signature=")+3*(len(data)+len(sig)))
+	form = appendQueryEscape(append(form, "data="...), data)
+	form = appendQueryEscape(append(form, "&signature="...), sig[:])
+	return form, nil
+}
+
+// appendQueryEscape appends b escaped as url.QueryEscape does.
+func appendQueryEscape(dst, b []byte) []byte {
+	const hex = "0123456789ABCDEF"
+	for _, c := range b {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.', c == '~':
+			dst = append(dst, c)
+		case c == ' ':
+			dst = append(dst, '+')
+		default:
+			dst = append(dst, '%', hex[c>>4], hex[c&15])
+		}
+	}
+	return dst
 }
 
 // liqpayDecode verifies and decodes a LiqPay envelope (a callback). A missing
 // or wrong signature is an unauthorized error; the comparison is constant
 // time.
 func liqpayDecode(privateKey string, body []byte) (map[string]any, error) {
-	form, err := url.ParseQuery(string(body))
-	if err != nil {
-		return nil, conveyor.Errorf(conveyor.EInvalid, "liqpay callback: body is not a form: %v", err)
+	data, sig, ok := liqpayFields(body)
+	if !ok {
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, conveyor.Errorf(conveyor.EInvalid, "liqpay callback: body is not a form: %v", err)
+		}
+		data, sig = []byte(form.Get("data")), []byte(form.Get("signature"))
 	}
-	data, sig := form.Get("data"), form.Get("signature")
-	if data == "" || sig == "" {
+	if len(data) == 0 || len(sig) == 0 {
 		return nil, conveyor.Errorf(conveyor.EInvalid, "liqpay callback: want form fields data and signature")
 	}
 	want := liqpaySign(privateKey, data)
-	if subtle.ConstantTimeCompare([]byte(want), []byte(sig)) != 1 {
+	if subtle.ConstantTimeCompare(want[:], sig) != 1 {
 		return nil, conveyor.Errorf(conveyor.EUnauthorized, "liqpay callback: signature does not verify")
 	}
-	js, err := base64.StdEncoding.DecodeString(data)
+	js := make([]byte, base64.StdEncoding.DecodedLen(len(data)))
+	n, err := base64.StdEncoding.Decode(js, data)
 	if err != nil {
 		return nil, conveyor.Errorf(conveyor.EInvalid, "liqpay callback: data is not base64")
 	}
-	return decodeObject(js)
+	return decodeObject(js[:n])
+}
+
+// maxFormFields bounds the fields liqpayFields reads; url.ParseQuery has a
+// limit of its own.
+const maxFormFields = 64
+
+// liqpayFields returns the first data and signature fields of a form body,
+// unescaped, as url.ParseQuery reads them, without building the whole
+// form. ok is false for a body ParseQuery might read otherwise or refuse
+// (a semicolon, an escaped field name, a bad escape, many fields): the
+// caller then asks ParseQuery.
+func liqpayFields(body []byte) (data, sig []byte, ok bool) {
+	if bytes.IndexByte(body, ';') >= 0 || bytes.Count(body, []byte("&")) >= maxFormFields {
+		return nil, nil, false
+	}
+	var seenData, seenSig bool
+	for rest := body; len(rest) > 0; {
+		var pair []byte
+		pair, rest, _ = bytes.Cut(rest, []byte("&"))
+		if len(pair) == 0 {
+			continue
+		}
+		key, value, _ := bytes.Cut(pair, []byte("="))
+		if bytes.ContainsAny(key, "%+") {
+			return nil, nil, false
+		}
+		v, ok := queryUnescape(value)
+		if !ok {
+			return nil, nil, false
+		}
+		switch {
+		case string(key) == "data" && !seenData:
+			data, seenData = v, true
+		case string(key) == "signature" && !seenSig:
+			sig, seenSig = v, true
+		}
+	}
+	return data, sig, true
+}
+
+// queryUnescape undoes url.QueryEscape; ok is false where
+// url.QueryUnescape fails. b itself is returned when it holds no escapes.
+func queryUnescape(b []byte) ([]byte, bool) {
+	if bytes.IndexByte(b, '%') < 0 && bytes.IndexByte(b, '+') < 0 {
+		return b, true
+	}
+	out := make([]byte, 0, len(b))
+	for {
+		i := bytes.IndexByte(b, '%')
+		run := b
+		if i >= 0 {
+			run = b[:i]
+		}
+		start := len(out)
+		out = append(out, run...)
+		if bytes.IndexByte(run, '+') >= 0 {
+			for k := start; k < len(out); k++ {
+				if out[k] == '+' {
+					out[k] = ' '
+				}
+			}
+		}
+		if i < 0 {
+			return out, true
+		}
+		if i+2 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) {
+			return nil, false
+		}
+		out = append(out, unhex(b[i+1])<<4|unhex(b[i+2]))
+		b = b[i+3:]
+	}
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
 }
 
 // decodeObject decodes a JSON object keeping numbers exact.
 func decodeObject(b []byte) (map[string]any, error) {
+	if v, ok := DecodeJSON(b); ok {
+		if m, ok := v.(map[string]any); ok {
+			return m, nil
+		}
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var m map[string]any

@@ -1,7 +1,9 @@
 package liqpay
 
 import (
+	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -129,7 +131,8 @@ func (s *Server) envelope(n *notice) (string, error) {
 	if n.faults.BadSignatureCallback {
 		signature = Sign("not-"+n.p.privateKey, data)
 	}
-	return url.Values{"data": {data}, "signature": {signature}}.Encode(), nil
+	// url.Values{"data": {data}, "signature": {signature}}.Encode(), directly
+	return "data=" + url.QueryEscape(data) + "&signature=" + url.QueryEscape(signature), nil
 }
 
 // deliver POSTs one callback once its predecessor is done and its reply is
@@ -146,14 +149,23 @@ func (s *Server) deliver(n *notice, form string, idx int, prev, done chan struct
 		code, err := s.post(n.url, form)
 		ok := code >= 200 && code < 300
 		s.progress(idx, attempt, code, ok)
-		s.log.Info("liqpay sandbox callback",
-			"url", n.url, "order_id", n.p.key.orderID, "status", n.status,
-			"attempt", attempt, "http_status", code, "error", err)
+		s.logDelivery(n, attempt, code, err)
 		if ok || attempt > CallbackRetries || !s.sleep(backoff) {
 			return
 		}
 		backoff *= 2
 	}
+}
+
+// logDelivery logs one delivery attempt, with its error if it had one.
+func (s *Server) logDelivery(n *notice, attempt, code int, err error) {
+	attrs := append(make([]slog.Attr, 0, 6),
+		slog.String("url", n.url), slog.String("order_id", n.p.key.orderID), slog.String("status", n.status),
+		slog.Int("attempt", attempt), slog.Int("http_status", code))
+	if err != nil {
+		attrs = append(attrs, slog.Any("error", err))
+	}
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "liqpay sandbox callback", attrs...)
 }
 
 // callbackDelay is the wait before a callback's first attempt.

@@ -22,15 +22,25 @@ var ErrMalformed = errors.New("liqpay: malformed data")
 // privateKey + data + privateKey. The hash covers the Base64 data string as
 // sent on the wire, not the JSON inside it (holds.md §1.1).
 func Sign(privateKey, data string) string {
-	sum := sha1.Sum([]byte(privateKey + data + privateKey)) //nolint:gosec // wire format
-	return base64.StdEncoding.EncodeToString(sum[:])
+	sig := sign(privateKey, data)
+	return string(sig[:])
+}
+
+// sign is Sign without allocating.
+func sign(privateKey, data string) [28]byte {
+	var stack [2048]byte // the message of a typical envelope fits
+	msg := append(append(append(stack[:0], privateKey...), data...), privateKey...)
+	sum := sha1.Sum(msg) //nolint:gosec // wire format
+	var sig [28]byte
+	base64.StdEncoding.Encode(sig[:], sum[:])
+	return sig
 }
 
 // Encode marshals params to JSON and returns the LiqPay envelope for it: data
 // is standard Base64 (with padding) of the JSON, signature is Sign(privateKey,
 // data). Pass a json.RawMessage to control the exact bytes (and key order).
 func Encode(privateKey string, params any) (data, signature string, err error) {
-	raw, err := json.Marshal(params)
+	raw, err := marshal(params)
 	if err != nil {
 		return "", "", fmt.Errorf("liqpay: encode params: %w", err)
 	}
@@ -55,8 +65,8 @@ func verify(privateKey, data, signature string) bool {
 	if signature == "" {
 		return false
 	}
-	want := Sign(privateKey, data)
-	return subtle.ConstantTimeCompare([]byte(want), []byte(signature)) == 1
+	want := sign(privateKey, data)
+	return subtle.ConstantTimeCompare(want[:], []byte(signature)) == 1
 }
 
 // decodeData turns a Base64 data field into its JSON object without checking
@@ -65,6 +75,9 @@ func decodeData(data string) (map[string]any, error) {
 	raw, err := base64.StdEncoding.DecodeString(data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: data is not standard Base64", ErrMalformed)
+	}
+	if obj, ok := decodeFlat(raw); ok {
+		return obj, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()

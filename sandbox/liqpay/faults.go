@@ -125,6 +125,9 @@ func override(a, b time.Duration) time.Duration {
 
 // String renders f in ParseFaults syntax, for logs and Call records.
 func (f Faults) String() string {
+	if f == (Faults{}) {
+		return "" // the common case, without formatting the durations below
+	}
 	var knobs []string
 	add := func(on bool, knob string) {
 		if on {

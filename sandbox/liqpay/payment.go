@@ -1,6 +1,7 @@
 package liqpay
 
 import (
+	"maps"
 	"math/big"
 	"strconv"
 	"time"
@@ -63,6 +64,8 @@ type payment struct {
 	refunded    *big.Rat // set once a completed payment is refunded
 	refundedAt  time.Time
 
+	fixed map[string]any // object's unchanging fields, once rendered; never handed out
+
 	lastDelivery chan struct{} // closed when the latest callback is done
 	heldBack     *notice       // a callback kept back by reorder_callbacks
 }
@@ -111,11 +114,27 @@ func (p *payment) expire(now time.Time, validity time.Duration) bool {
 // object renders the payment as LiqPay's payment object (holds.md §1.3):
 // the body of status replies and callbacks. It never holds the PAN or CVV.
 func (p *payment) object() map[string]any {
-	o := map[string]any{
+	if p.fixed == nil {
+		p.fixed = p.fixedFields()
+	}
+	o := make(map[string]any, len(p.fixed)+16)
+	maps.Copy(o, p.fixed)
+	o["status"] = p.status
+	o["is_3ds"] = p.is3DS
+	o["mpi_eci"] = mpiECI(p.is3DS)
+	o["end_date"] = p.ended.UnixMilli()
+	p.addOptional(o)
+	return o
+}
+
+// fixedFields are the fields of the payment object that never change,
+// rendered once: each object then copies them instead of converting every
+// value to an interface again.
+func (p *payment) fixedFields() map[string]any {
+	return map[string]any{
 		"action":              "hold",
 		"type":                "hold",
 		"version":             3,
-		"status":              p.status,
 		"payment_id":          p.id,
 		"transaction_id":      p.id,
 		"acq_id":              acqID,
@@ -130,17 +149,12 @@ func (p *payment) object() map[string]any {
 		"sender_card_bank":    p.card.bank,
 		"sender_card_country": p.card.country,
 		"sender_phone":        p.phone,
-		"is_3ds":              p.is3DS,
-		"mpi_eci":             mpiECI(p.is3DS),
 		"create_date":         p.created.UnixMilli(),
-		"end_date":            p.ended.UnixMilli(),
 		"ip":                  p.ip,
 		"sender_commission":   0,
 		"receiver_commission": 0,
 		"agent_commission":    0,
 	}
-	p.addOptional(o)
-	return o
 }
 
 // addOptional adds the fields that only some payments carry.

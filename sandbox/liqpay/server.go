@@ -2,7 +2,6 @@ package liqpay
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -248,7 +247,7 @@ func (s *Server) finish(w http.ResponseWriter, call *Call, status int, body map[
 
 // writeJSON sends body as a JSON reply.
 func writeJSON(w http.ResponseWriter, status int, body map[string]any) {
-	raw, err := json.Marshal(body)
+	raw, err := marshal(body)
 	if err != nil {
 		status = http.StatusInternalServerError
 		raw = []byte(`{"result":"error","status":"error","err_code":"err_internal","err_description":"internal error"}`)
@@ -264,11 +263,11 @@ func (s *Server) record(call *Call) {
 	s.mu.Lock()
 	s.calls = append(s.calls, *call)
 	s.mu.Unlock()
-	s.log.Info("liqpay sandbox request",
-		"path", call.Path, "action", call.Action, "order_id", call.OrderID,
-		"public_key", call.PublicKey, "http_status", call.HTTPStatus,
-		"result", call.Result, "status", call.Status, "err_code", call.ErrCode,
-		"faults", call.Faults)
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "liqpay sandbox request",
+		slog.String("path", call.Path), slog.String("action", call.Action), slog.String("order_id", call.OrderID),
+		slog.String("public_key", call.PublicKey), slog.Int("http_status", call.HTTPStatus),
+		slog.String("result", call.Result), slog.String("status", call.Status), slog.String("err_code", call.ErrCode),
+		slog.String("faults", call.Faults))
 }
 
 // errorReply is LiqPay's answer to a request that failed as a whole.

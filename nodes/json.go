@@ -1,0 +1,342 @@
+package nodes
+
+import (
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// The JSON that callbacks, replies and LiqPay envelopes carry is read and
+// written on every task, and encoding/json spends most of its time there on
+// reflection and map sorting. DecodeJSON and appendJSON are exact shortcuts
+// for the common case: each handles a subset of inputs whose result it
+// knows to be byte for byte (or value for value) what encoding/json gives,
+// and reports false for anything else, which the caller then hands to
+// encoding/json. The fuzz tests hold them to that.
+
+// maxJSONDepth bounds DecodeJSON's nesting; deeper input goes to
+// encoding/json, which has its own limit.
+const maxJSONDepth = 1000
+
+// DecodeJSON decodes b, one JSON value between optional whitespace, to
+// exactly what json.Decoder with UseNumber decodes it to: objects as
+// map[string]any (the last of duplicate keys wins), arrays as []any,
+// numbers as json.Number, strings, bools and nil; in a fraction of the time
+// and allocations. ok is false when b is not valid JSON and when it holds
+// what only encoding/json decodes exactly (strings with escapes, control
+// characters or invalid UTF-8, nesting deeper than maxJSONDepth): decode it
+// with encoding/json then.
+func DecodeJSON(b []byte) (v any, ok bool) {
+	var stack [32]member
+	r := jsonReader{s: string(b), kvs: stack[:0]} // one copy of b: every string read shares it
+	v, ok = r.value()
+	if !ok {
+		return nil, false
+	}
+	r.space()
+	return v, r.i == len(r.s)
+}
+
+// jsonReader is DecodeJSON's state. kvs is a stack of the members of the
+// objects being read, so that each map is made at its final size.
+type jsonReader struct {
+	s     string
+	i     int
+	depth int
+	kvs   []member
+}
+
+type member struct {
+	key   string
+	value any
+}
+
+func (r *jsonReader) space() {
+	for r.i < len(r.s) {
+		switch r.s[r.i] {
+		case ' ', '\t', '\n', '\r':
+			r.i++
+		default:
+			return
+		}
+	}
+}
+
+func (r *jsonReader) value() (any, bool) {
+	r.space()
+	if r.i >= len(r.s) {
+		return nil, false
+	}
+	switch c := r.s[r.i]; {
+	case c == '{':
+		return r.object()
+	case c == '[':
+		return r.array()
+	case c == '"':
+		s, ok := r.str()
+		return s, ok
+	case c == '-' || c >= '0' && c <= '9':
+		return r.number()
+	case strings.HasPrefix(r.s[r.i:], "true"):
+		r.i += 4
+		return true, true
+	case strings.HasPrefix(r.s[r.i:], "false"):
+		r.i += 5
+		return false, true
+	case strings.HasPrefix(r.s[r.i:], "null"):
+		r.i += 4
+		return nil, true
+	}
+	return nil, false
+}
+
+// next skips whitespace and reports whether the next byte is c, consuming
+// it if so.
+func (r *jsonReader) next(c byte) bool {
+	r.space()
+	if r.i < len(r.s) && r.s[r.i] == c {
+		r.i++
+		return true
+	}
+	return false
+}
+
+func (r *jsonReader) object() (any, bool) {
+	r.i++ // {
+	if r.depth++; r.depth > maxJSONDepth {
+		return nil, false
+	}
+	base := len(r.kvs)
+	if !r.next('}') {
+		for {
+			r.space()
+			if r.i >= len(r.s) || r.s[r.i] != '"' {
+				return nil, false
+			}
+			k, ok := r.str()
+			if !ok || !r.next(':') {
+				return nil, false
+			}
+			v, ok := r.value()
+			if !ok {
+				return nil, false
+			}
+			r.kvs = append(r.kvs, member{k, v})
+			if r.next('}') {
+				break
+			}
+			if !r.next(',') {
+				return nil, false
+			}
+		}
+	}
+	m := make(map[string]any, len(r.kvs)-base)
+	for _, kv := range r.kvs[base:] {
+		m[kv.key] = kv.value
+	}
+	clear(r.kvs[base:]) // drop the references
+	r.kvs = r.kvs[:base]
+	r.depth--
+	return m, true
+}
+
+func (r *jsonReader) array() (any, bool) {
+	r.i++ // [
+	if r.depth++; r.depth > maxJSONDepth {
+		return nil, false
+	}
+	a := make([]any, 0)
+	if !r.next(']') {
+		for {
+			v, ok := r.value()
+			if !ok {
+				return nil, false
+			}
+			a = append(a, v)
+			if r.next(']') {
+				break
+			}
+			if !r.next(',') {
+				return nil, false
+			}
+		}
+	}
+	r.depth--
+	return a, true
+}
+
+// str reads a string without escapes; the text is a slice of the input.
+func (r *jsonReader) str() (string, bool) {
+	start, ascii := r.i+1, true
+	for j := start; j < len(r.s); j++ {
+		switch c := r.s[j]; {
+		case c == '"':
+			s := r.s[start:j]
+			if !ascii && !utf8.ValidString(s) {
+				return "", false // encoding/json would replace the bad bytes
+			}
+			r.i = j + 1
+			return s, true
+		case c == '\\' || c < 0x20:
+			return "", false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return "", false
+}
+
+// number reads a number in JSON's grammar, kept as written.
+func (r *jsonReader) number() (any, bool) {
+	end, ok := numberEnd(r.s, r.i)
+	if !ok {
+		return nil, false
+	}
+	n := json.Number(r.s[r.i:end])
+	r.i = end
+	return n, true
+}
+
+// numberEnd returns where the number in JSON's grammar that starts at
+// s[i] ends; ok is false when none starts there.
+func numberEnd(s string, i int) (end int, ok bool) {
+	digits := func() bool {
+		start := i
+		for i < len(s) && '0' <= s[i] && s[i] <= '9' {
+			i++
+		}
+		return i > start
+	}
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case !digits():
+		return 0, false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if !digits() {
+			return 0, false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return 0, false
+		}
+	}
+	return i, true
+}
+
+// appendJSON appends v encoded as json.Marshal would encode it. ok is false
+// when v holds anything but nil, bools, strings that need no escaping,
+// valid json.Numbers, integers, and map[string]any and []any of those
+// nested at most maxJSONDepth deep (json.Marshal reports cycles); dst may
+// then hold a partial encoding and the caller uses json.Marshal.
+func appendJSON(dst []byte, v any) (_ []byte, ok bool) { return appendJSONValue(dst, v, 0) }
+
+func appendJSONValue(dst []byte, v any, depth int) (_ []byte, ok bool) {
+	if depth > maxJSONDepth {
+		return dst, false
+	}
+	switch x := v.(type) {
+	case nil:
+		return append(dst, "null"...), true
+	case bool:
+		return strconv.AppendBool(dst, x), true
+	case string:
+		return appendJSONString(dst, x)
+	case json.Number:
+		if !validNumber(string(x)) {
+			return dst, false
+		}
+		return append(dst, x...), true
+	case int:
+		return strconv.AppendInt(dst, int64(x), 10), true
+	case int64:
+		return strconv.AppendInt(dst, x, 10), true
+	case map[string]any:
+		if x == nil {
+			return append(dst, "null"...), true
+		}
+		var buf [32]string
+		keys := buf[:0]
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		dst = append(dst, '{')
+		for i, k := range keys {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			if dst, ok = appendJSONString(dst, k); !ok {
+				return dst, false
+			}
+			dst = append(dst, ':')
+			if dst, ok = appendJSONValue(dst, x[k], depth+1); !ok {
+				return dst, false
+			}
+		}
+		return append(dst, '}'), true
+	case []any:
+		if x == nil {
+			return append(dst, "null"...), true
+		}
+		dst = append(dst, '[')
+		for i, e := range x {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			if dst, ok = appendJSONValue(dst, e, depth+1); !ok {
+				return dst, false
+			}
+		}
+		return append(dst, ']'), true
+	}
+	return dst, false
+}
+
+// appendJSONString quotes s when json.Marshal would write it unescaped:
+// printable ASCII but " \ < > &, and valid UTF-8 but U+2028 and U+2029.
+func appendJSONString(dst []byte, s string) ([]byte, bool) {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return dst, false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	if !ascii && (!utf8.ValidString(s) || strings.ContainsAny(s, "\u2028\u2029")) {
+		return dst, false
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"'), true
+}
+
+// validNumber reports whether s is a number in JSON's grammar.
+func validNumber(s string) bool {
+	end, ok := numberEnd(s, 0)
+	return ok && end == len(s)
+}
+
+// MarshalJSON returns what json.Marshal returns for v, byte for byte: by
+// appendJSON when it can (decoded JSON of plain strings, numbers, objects
+// and arrays: a task's data, a reply), by json.Marshal otherwise.
+func MarshalJSON(v any) ([]byte, error) {
+	if b, ok := appendJSON(make([]byte, 0, 512), v); ok {
+		return b, nil
+	}
+	return json.Marshal(v)
+}
