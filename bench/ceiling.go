@@ -31,7 +31,7 @@ const (
 	bareCallbackReply = 110  // {"result":"accepted",...}
 	bareRecord        = 1900 // a task record in the store's binary format (1.77-1.79 KB) and the history entries (~90 B each, 1.6 per commit) a commit adds
 	// bareMaxBatch is the store's default group-commit size.
-	bareMaxBatch = 1000
+	bareMaxBatch = 4096
 )
 
 // ceilingRun measures, at each of the seed's concurrencies, a bare program

@@ -14,7 +14,7 @@ import (
 
 // timerFirers bounds how many timers fire at once; concurrent fires share
 // group commits, so a burst of due timers costs few fsyncs.
-const timerFirers = 2048
+const timerFirers = 4096
 
 // timers is the timer service: it fires due timers earliest first, keeping up
 // to timerFirers of them in flight, and sleeps until the next one is due (or

@@ -136,8 +136,9 @@ func (p *plan) checkCounts(tx *bbolt.Tx) error {
 // apply writes the plan. It fails only on errors bbolt reports, which the
 // validation that built the plan rules out.
 func (p *plan) apply(tx *bbolt.Tx) error {
+	wb := openWrite(tx)
 	for i := range p.writes {
-		if err := applyWrite(tx, &p.writes[i]); err != nil {
+		if err := wb.apply(&p.writes[i]); err != nil {
 			return err
 		}
 	}
@@ -337,15 +338,34 @@ func keyOf(t *store.Task, key func(*store.Task) []byte) []byte {
 	return key(t)
 }
 
-// applyWrite writes the record, its history and the index entries that differ
+// writeBuckets are the buckets a plan writes, looked up once per apply
+// rather than once per write and index.
+type writeBuckets struct {
+	tasks, history, audit, auditByTask *bbolt.Bucket
+	indexes                            []*bbolt.Bucket // in the order of indexes
+}
+
+func openWrite(tx *bbolt.Tx) *writeBuckets {
+	wb := &writeBuckets{
+		tasks: writable(tx, bucketTasks), history: writable(tx, bucketHistory),
+		audit: writable(tx, bucketAudit), auditByTask: writable(tx, bucketAuditByTask),
+		indexes: make([]*bbolt.Bucket, len(indexes)),
+	}
+	for i, ix := range indexes {
+		wb.indexes[i] = writable(tx, ix.bucket)
+	}
+	return wb
+}
+
+// apply writes the record, its history and the index entries that differ
 // between old and new.
-func applyWrite(tx *bbolt.Tx, w *write) error {
+func (wb *writeBuckets) apply(w *write) error {
 	id := w.id()
-	if err := writeRecord(tx, w, id); err != nil {
+	if err := wb.writeRecord(w, id); err != nil {
 		return err
 	}
-	for _, ix := range indexes {
-		if err := moveEntry(writable(tx, ix.bucket), ix, w, id); err != nil {
+	for i, ix := range indexes {
+		if err := moveEntry(wb.indexes[i], ix, w, id); err != nil {
 			return err
 		}
 	}
@@ -353,8 +373,8 @@ func applyWrite(tx *bbolt.Tx, w *write) error {
 }
 
 // writeRecord puts (or for a purge deletes) the task and its history.
-func writeRecord(tx *bbolt.Tx, w *write, id uuid.UUID) error {
-	tasks, history := writable(tx, bucketTasks), writable(tx, bucketHistory)
+func (wb *writeBuckets) writeRecord(w *write, id uuid.UUID) error {
+	tasks, history := wb.tasks, wb.history
 	if w.new == nil {
 		if err := tasks.Delete(id[:]); err != nil {
 			return err
@@ -373,7 +393,7 @@ func writeRecord(tx *bbolt.Tx, w *write, id uuid.UUID) error {
 			return err
 		}
 	}
-	return putAudit(tx, w.audit)
+	return putAudit(wb.audit, wb.auditByTask, w.audit)
 }
 
 // appendFill is how full bbolt packs the pages of a bucket whose keys mostly
@@ -406,8 +426,7 @@ func writable(tx *bbolt.Tx, name []byte) *bbolt.Bucket {
 }
 
 // putAudit writes audit entries and their auditbytask mirrors.
-func putAudit(tx *bbolt.Tx, entries []kv) error {
-	audit, byTask := writable(tx, bucketAudit), writable(tx, bucketAuditByTask)
+func putAudit(audit, byTask *bbolt.Bucket, entries []kv) error {
 	for _, a := range entries {
 		if err := audit.Put(a.k, a.v); err != nil {
 			return err
