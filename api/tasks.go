@@ -12,7 +12,7 @@ import (
 
 	conveyor "github.com/conveyor-dev/conveyor"
 	"github.com/conveyor-dev/conveyor/engine"
-	"github.com/conveyor-dev/conveyor/nodes"
+	"github.com/conveyor-dev/conveyor/internal/exactjson"
 	"github.com/conveyor-dev/conveyor/store"
 )
 
@@ -57,7 +57,7 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) error {
 }
 
 // plainSubmit reads the body every service sends, {"ref": "...", "data":
-// {...}} with each key once and in its own case, by nodes.DecodeJSON, which
+// {...}} with each key once and in its own case, by exactjson.Decode, which
 // reads what encoding/json would but cheaper. Anything else is left to
 // decodeBytes (ok false), whose answers to odd and bad bodies are the
 // contract: null fields, a repeated "data" (encoding/json merges the
@@ -66,7 +66,7 @@ func (s *server) plainSubmit(b []byte) (req submitRequest, ok bool) {
 	if bytes.Count(b, []byte(`"data"`)) > 1 || checkDepth(b, s.maxDepth) != nil {
 		return req, false
 	}
-	v, ok := nodes.DecodeJSON(b)
+	v, ok := exactjson.Decode(b)
 	obj, isObj := v.(map[string]any)
 	if !ok || !isObj {
 		return req, false

@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	conveyor "github.com/conveyor-dev/conveyor"
+	"github.com/conveyor-dev/conveyor/internal/exactjson"
 	"github.com/conveyor-dev/conveyor/nodes"
 	"github.com/conveyor-dev/conveyor/processes"
 	"github.com/conveyor-dev/conveyor/store"
@@ -162,13 +163,13 @@ func (e *Engine) reload(ctx context.Context, id uuid.UUID, prev *state) (*state,
 }
 
 // decodeData decodes a task's stored data with numbers kept exact
-// (json.Number), by nodes.DecodeJSON when it can and encoding/json, which
+// (json.Number), by exactjson.Decode when it can and encoding/json, which
 // gives the same values, otherwise.
 func decodeData(b []byte) (map[string]any, error) {
 	if len(b) == 0 {
 		return map[string]any{}, nil
 	}
-	if v, ok := nodes.DecodeJSON(b); ok {
+	if v, ok := exactjson.Decode(b); ok {
 		switch m := v.(type) {
 		case map[string]any:
 			return m, nil
@@ -204,7 +205,7 @@ func (s *state) record(from, to, event, actor, reason, detail string) {
 // data would pass the size cap is escalated with its previous data instead,
 // so it stays where an operator can act on it.
 func (e *Engine) commit(ctx context.Context, s *state) error {
-	data, err := nodes.MarshalJSON(s.data)
+	data, err := exactjson.Marshal(s.data)
 	if err != nil {
 		return fmt.Errorf("encode task data: %w", err)
 	}
@@ -253,7 +254,7 @@ func (e *Engine) rollbackTooLarge(s *state, msg string) ([]byte, error) {
 	s.data, s.hist, s.call = data, nil, false
 	s.dropEnv()
 	e.escalateHere(s, "task_too_large", msg)
-	return nodes.MarshalJSON(s.data)
+	return exactjson.Marshal(s.data)
 }
 
 // after does what a commit decided: start the call it owes, wake the timer
@@ -375,11 +376,18 @@ func appendUUID(b []byte, id uuid.UUID) []byte {
 	return append(b, s[:]...)
 }
 
-// newToken returns a callback token of 160 random bits.
-func newToken() string {
-	b := make([]byte, 20)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
+// newToken returns the callback token of the task with id: the task's
+// creation time in milliseconds (the first 48 bits of its UUIDv7) as 12 hex
+// digits, then 160 random bits in URL-safe base64. The random part makes it
+// unguessable; the time in front, no secret (the task id carries it too),
+// makes new tokens sort after older ones, so the store's token index grows
+// at its end instead of rewriting a random page for every new task.
+func newToken(id uuid.UUID) string {
+	var b [20]byte
+	_, _ = rand.Read(b[:])
+	t := make([]byte, 12, 12+27)
+	hex.Encode(t, id[:6])
+	return string(base64.RawURLEncoding.AppendEncode(t, b[:]))
 }
 
 // jitter draws a uniform float in [0, 1) from crypto/rand.

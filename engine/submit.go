@@ -8,7 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	conveyor "github.com/conveyor-dev/conveyor"
-	"github.com/conveyor-dev/conveyor/nodes"
+	"github.com/conveyor-dev/conveyor/internal/exactjson"
 	"github.com/conveyor-dev/conveyor/processes"
 	"github.com/conveyor-dev/conveyor/store"
 )
@@ -55,7 +55,7 @@ func (e *Engine) Submit(ctx context.Context, req SubmitRequest) (*TaskView, bool
 		}
 		return nil, false, err
 	}
-	canon, err := nodes.MarshalJSON(req.Data)
+	canon, err := exactjson.Marshal(req.Data)
 	if err != nil {
 		return nil, false, conveyor.Errorf(conveyor.EInvalid, "data cannot be encoded: %v", err)
 	}
@@ -65,7 +65,7 @@ func (e *Engine) Submit(ctx context.Context, req SubmitRequest) (*TaskView, bool
 	}
 	now := e.clock.Now()
 	s := &state{def: def, data: req.Data, now: now, t: &store.Task{
-		ID: id, Process: def.Name, Version: def.Version, Ref: req.Ref, Token: newToken(),
+		ID: id, Process: def.Name, Version: def.Version, Ref: req.Ref, Token: newToken(id),
 		InputHash: e.seal.digest(append([]byte(def.Name+"\x00"), canon...)), Created: now,
 	}}
 	e.seal.sealFields(id, def.Input, s.data)

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/conveyor-dev/conveyor/internal/exactjson"
 	"github.com/conveyor-dev/conveyor/processes"
 )
 
@@ -555,7 +556,7 @@ func (a *API) reply(in *Input, rep Reply) Result {
 }
 
 func decodeAny(b []byte) (any, error) {
-	if v, ok := DecodeJSON(b); ok {
+	if v, ok := exactjson.Decode(b); ok {
 		return v, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))

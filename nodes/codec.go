@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	conveyor "github.com/conveyor-dev/conveyor"
+	"github.com/conveyor-dev/conveyor/internal/exactjson"
 	"github.com/conveyor-dev/conveyor/processes"
 )
 
@@ -88,7 +89,7 @@ func liqpaySign(privateKey string, data []byte) [28]byte {
 // liqpayEncode builds the form body of a LiqPay request: the fields data
 // and signature, as url.Values.Encode writes them.
 func liqpayEncode(privateKey string, params map[string]any) ([]byte, error) {
-	js, err := MarshalJSON(params)
+	js, err := exactjson.Marshal(params)
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +232,7 @@ func unhex(c byte) byte {
 
 // decodeObject decodes a JSON object keeping numbers exact.
 func decodeObject(b []byte) (map[string]any, error) {
-	if v, ok := DecodeJSON(b); ok {
+	if v, ok := exactjson.Decode(b); ok {
 		if m, ok := v.(map[string]any); ok {
 			return m, nil
 		}

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/conveyor-dev/conveyor/internal/exactjson"
 )
 
 // ErrInvalidSignature reports that a signature does not match its data under
@@ -40,7 +42,7 @@ func sign(privateKey, data string) [28]byte {
 // is standard Base64 (with padding) of the JSON, signature is Sign(privateKey,
 // data). Pass a json.RawMessage to control the exact bytes (and key order).
 func Encode(privateKey string, params any) (data, signature string, err error) {
-	raw, err := marshal(params)
+	raw, err := exactjson.Marshal(params)
 	if err != nil {
 		return "", "", fmt.Errorf("liqpay: encode params: %w", err)
 	}
@@ -76,8 +78,10 @@ func decodeData(data string) (map[string]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: data is not standard Base64", ErrMalformed)
 	}
-	if obj, ok := decodeFlat(raw); ok {
-		return obj, nil
+	if v, ok := exactjson.Decode(raw); ok {
+		if obj, ok := v.(map[string]any); ok {
+			return obj, nil
+		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()

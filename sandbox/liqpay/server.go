@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/conveyor-dev/conveyor/internal/exactjson"
 )
 
 // Endpoints, matched as path suffixes so the Server can be mounted under any
@@ -247,7 +249,7 @@ func (s *Server) finish(w http.ResponseWriter, call *Call, status int, body map[
 
 // writeJSON sends body as a JSON reply.
 func writeJSON(w http.ResponseWriter, status int, body map[string]any) {
-	raw, err := marshal(body)
+	raw, err := exactjson.Marshal(body)
 	if err != nil {
 		status = http.StatusInternalServerError
 		raw = []byte(`{"result":"error","status":"error","err_code":"err_internal","err_description":"internal error"}`)

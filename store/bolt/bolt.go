@@ -9,7 +9,7 @@
 // same batch, before it writes anything, so a bad request fails alone. Reads
 // run in their own read-only transactions and never wait for the writer.
 //
-// Every index (refs, tokens, timers, runnable, bynode, bystatus, counts,
+// Every index (refs, tokens, timers, bynode, bystatus, counts,
 // totals, finished) and the audit log (audit, auditbytask) are derived from
 // the difference between the stored task and the new one inside the writing
 // transaction; Check verifies that they agree. The audit log outlives purged
@@ -175,14 +175,21 @@ func initSchema(tx *bbolt.Tx) error {
 		return meta.Put(schemaKey, putUint32(schemaVersion))
 	}
 	got := getUint32(v)
+	if got == 0 || got > schemaVersion {
+		return fmt.Errorf("schema version %d, this build reads %d", got, schemaVersion)
+	}
 	if got == 1 {
 		if err := fillAudit(tx); err != nil {
 			return fmt.Errorf("upgrade schema 1 to 2: %w", err)
 		}
-		return meta.Put(schemaKey, putUint32(schemaVersion))
+	}
+	if got <= 2 && tx.Bucket(bucketRunnable) != nil {
+		if err := tx.DeleteBucket(bucketRunnable); err != nil {
+			return fmt.Errorf("upgrade schema 2 to 3: %w", err)
+		}
 	}
 	if got != schemaVersion {
-		return fmt.Errorf("schema version %d, this build reads %d", got, schemaVersion)
+		return meta.Put(schemaKey, putUint32(schemaVersion))
 	}
 	return nil
 }

@@ -324,7 +324,6 @@ var indexes = []index{
 	{bucketRefs, refKey, true},
 	{bucketTokens, tokenKey, true},
 	{bucketTimers, timerKey, false},
-	{bucketRunnable, runnableKey, false},
 	{bucketByNode, byNodeKey, false},
 	{bucketByStatus, byStatusKey, false},
 	{bucketFinished, finishedKey, false},
@@ -406,11 +405,12 @@ const appendFill = 0.9
 
 // appendOrdered are the buckets whose keys arrive mostly in ascending order:
 // UUIDv7 task ids (created in time order), a task's history after its id,
-// index entries after a prefix, times. refs, tokens and timers have keys
-// in no useful order and keep bbolt's default.
+// index entries after a prefix, times, and callback tokens (the engine puts
+// the creation time in front of their random part). refs and timers have
+// keys in no useful order and keep bbolt's default.
 var appendOrdered = map[string]bool{
-	string(bucketTasks): true, string(bucketHistory): true, string(bucketRunnable): true,
-	string(bucketByNode): true, string(bucketByStatus): true, string(bucketFinished): true,
+	string(bucketTasks): true, string(bucketHistory): true,
+	string(bucketTokens): true, string(bucketByNode): true, string(bucketByStatus): true, string(bucketFinished): true,
 	string(bucketAudit): true, string(bucketAuditByTask): true,
 }
 

@@ -14,12 +14,14 @@ import (
 // Bucket names. Every integer in a key is big-endian, so byte order is numeric
 // order, and names are joined with a 0x00 separator, which names may not hold.
 var (
-	bucketTasks    = []byte("tasks")    // id -> encoded Task
-	bucketHistory  = []byte("history")  // id + seq u32 -> encoded HistoryEntry
-	bucketRefs     = []byte("refs")     // process 0 ref -> id
-	bucketTokens   = []byte("tokens")   // token -> id
-	bucketTimers   = []byte("timers")   // unix-nano u64 + id -> empty
-	bucketRunnable = []byte("runnable") // id -> empty, for active tasks
+	bucketTasks   = []byte("tasks")   // id -> encoded Task
+	bucketHistory = []byte("history") // id + seq u32 -> encoded HistoryEntry
+	bucketRefs    = []byte("refs")    // process 0 ref -> id
+	bucketTokens  = []byte("tokens")  // token -> id
+	bucketTimers  = []byte("timers")  // unix-nano u64 + id -> empty
+	// bucketRunnable held the ids of active tasks up to schema 2; the
+	// "active" range of bystatus holds the same, so Open drops it.
+	bucketRunnable = []byte("runnable")
 	bucketByNode   = []byte("bynode")   // process 0 node 0 id -> empty
 	bucketByStatus = []byte("bystatus") // status 0 id -> empty
 	bucketCounts   = []byte("counts")   // process 0 node 0 status -> i64, non-final tasks now
@@ -38,7 +40,7 @@ var (
 
 	allBuckets = [][]byte{
 		bucketTasks, bucketHistory, bucketRefs, bucketTokens, bucketTimers,
-		bucketRunnable, bucketByNode, bucketByStatus, bucketCounts, bucketTotals,
+		bucketByNode, bucketByStatus, bucketCounts, bucketTotals,
 		bucketFinished, bucketVersions, bucketMeta,
 		bucketAudit, bucketAuditByTask, bucketJobs, bucketJobResults, bucketAlarms, bucketAlarmLog,
 	}
@@ -50,7 +52,9 @@ var schemaKey = []byte("schema")
 
 // Version 2 added the audit log, jobs and alarms; Open upgrades a version 1
 // file by creating their buckets and filling the audit log from the history.
-const schemaVersion uint32 = 2
+// Version 3 dropped the runnable index (bystatus's "active" range is the
+// same set, and keeping both cost two writes per task).
+const schemaVersion uint32 = 3
 
 // empty is the value of set-like index entries.
 var empty = []byte{}
@@ -178,13 +182,6 @@ func timerKey(t *store.Task) []byte {
 		return nil
 	}
 	return timeKey(t.TimerAt, t.ID)
-}
-
-func runnableKey(t *store.Task) []byte {
-	if t.Status != store.StatusActive {
-		return nil
-	}
-	return withID(nil, t.ID)
 }
 
 func byNodeKey(t *store.Task) []byte {

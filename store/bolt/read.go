@@ -319,13 +319,15 @@ func (db *DB) Runnable(ctx context.Context, after uuid.UUID, limit int) ([]uuid.
 		limit = defaultLimit
 	}
 	var ids []uuid.UUID
+	prefix := statusPrefix(store.StatusActive)
+	from := withID(prefix, after)
 	err := db.view(ctx, func(tx *bbolt.Tx) error {
-		c := tx.Bucket(bucketRunnable).Cursor()
-		k, _ := c.Seek(after[:])
-		if bytes.Equal(k, after[:]) {
+		c := tx.Bucket(bucketByStatus).Cursor()
+		k, _ := c.Seek(from)
+		if bytes.Equal(k, from) {
 			k, _ = c.Next()
 		}
-		for ; k != nil && len(ids) < limit; k, _ = c.Next() {
+		for ; k != nil && bytes.HasPrefix(k, prefix) && len(ids) < limit; k, _ = c.Next() {
 			ids = append(ids, idAt(k))
 		}
 		return nil

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/conveyor-dev/conveyor/store"
@@ -57,4 +58,82 @@ func TestOpen_upgradesSchema1(t *testing.T) {
 		t.Errorf("Audit after the upgrade (-want +got):\n%s", diff)
 	}
 	mustCheck(t, db)
+}
+
+// TestOpen_upgradesSchema2 opens a file as version 2 left it, with its
+// runnable index, and expects the index dropped and Runnable served from
+// bystatus's "active" range, in id order.
+func TestOpen_upgradesSchema2(t *testing.T) {
+	t.Parallel()
+	ctx, path := t.Context(), tempPath(t)
+	db := openTest(t, path, Options{})
+	active := []*store.Task{newTask("payment", "a"), newTask("payment", "b"), newTask("payment", "c")}
+	done := newTask("payment", "d")
+	for _, task := range append(active, done) {
+		if err := db.Commit(ctx, creation(task)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Commit(ctx, finishing(done, store.StatusSucceeded)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rewrite(t, path, func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucket(bucketRunnable)
+		if err != nil {
+			return err
+		}
+		for _, task := range active {
+			if err := b.Put(task.ID[:], empty); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(schemaKey, putUint32(2))
+	})
+
+	db = openTest(t, path, Options{})
+	mustCheck(t, db)
+	err := db.bolt.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketRunnable) != nil {
+			t.Error("the runnable bucket is still there after the upgrade")
+		}
+		if v := getUint32(tx.Bucket(bucketMeta).Get(schemaKey)); v != schemaVersion {
+			t.Errorf("schema version %d after the upgrade, want %d", v, schemaVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []uuid.UUID
+	for _, task := range active {
+		want = append(want, task.ID)
+	}
+	got, err := db.Runnable(ctx, uuid.Nil, 10)
+	if err != nil || !cmp.Equal(want, got) {
+		t.Errorf("Runnable = %v, %v; want the active tasks %v", got, err, want)
+	}
+	if got, _ := db.Runnable(ctx, active[0].ID, 1); !cmp.Equal(want[1:2], got) {
+		t.Errorf("Runnable after the first, limit 1 = %v, want %v", got, want[1:2])
+	}
+}
+
+// TestOpen_refusesANewerSchema keeps a file written by a newer build, whose
+// format this one cannot know, untouched.
+func TestOpen_refusesANewerSchema(t *testing.T) {
+	t.Parallel()
+	path := tempPath(t)
+	db := openTest(t, path, Options{})
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rewrite(t, path, func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(schemaKey, putUint32(schemaVersion+1))
+	})
+	if db, err := Open(path, Options{}); err == nil {
+		db.Close()
+		t.Fatal("Open of a newer schema succeeded")
+	}
 }

@@ -1,4 +1,4 @@
-package nodes
+package exactjson
 
 import (
 	"bytes"
@@ -25,14 +25,14 @@ var jsonSeeds = []string{
 	`{"k":"\x01"}`, "{\"k\":\"\xff\"}", "{\"k\":\"\u2028\"}", `{`, `}`, ``, `   `, "\ufeff{}",
 }
 
-// FuzzDecodeJSON holds DecodeJSON to json.Decoder with UseNumber: whatever it
+// FuzzDecode holds Decode to json.Decoder with UseNumber: whatever it
 // reads, encoding/json reads the same and finds nothing after it.
-func FuzzDecodeJSON(f *testing.F) {
+func FuzzDecode(f *testing.F) {
 	for _, s := range jsonSeeds {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, ok := DecodeJSON(b)
+		got, ok := Decode(b)
 		if !ok {
 			return
 		}
@@ -40,20 +40,20 @@ func FuzzDecodeJSON(f *testing.F) {
 		dec.UseNumber()
 		var want any
 		if err := dec.Decode(&want); err != nil {
-			t.Fatalf("DecodeJSON read %q, encoding/json refuses it: %v", b, err)
+			t.Fatalf("Decode read %q, encoding/json refuses it: %v", b, err)
 		}
 		if _, err := dec.Token(); err == nil {
-			t.Fatalf("DecodeJSON read %q, encoding/json finds more after the value", b)
+			t.Fatalf("Decode read %q, encoding/json finds more after the value", b)
 		}
 		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("DecodeJSON(%q) = %#v, encoding/json gives %#v", b, got, want)
+			t.Fatalf("Decode(%q) = %#v, encoding/json gives %#v", b, got, want)
 		}
 	})
 }
 
-// FuzzAppendJSON holds appendJSON to json.Marshal on what encoding/json
+// FuzzAppend holds Append to json.Marshal on what encoding/json
 // decodes: whatever it writes, json.Marshal writes too.
-func FuzzAppendJSON(f *testing.F) {
+func FuzzAppend(f *testing.F) {
 	for _, s := range jsonSeeds {
 		f.Add([]byte(s))
 	}
@@ -71,13 +71,13 @@ func FuzzAppendJSON(f *testing.F) {
 func checkAppendJSON(t *testing.T, v any) {
 	t.Helper()
 	want, err := json.Marshal(v)
-	got, ok := appendJSON(nil, v)
+	got, ok := Append(nil, v)
 	switch {
 	case !ok:
 	case err != nil:
-		t.Fatalf("appendJSON(%#v) = %s, json.Marshal fails: %v", v, got, err)
+		t.Fatalf("Append(%#v) = %s, json.Marshal fails: %v", v, got, err)
 	case !bytes.Equal(got, want):
-		t.Fatalf("appendJSON(%#v) = %s, json.Marshal gives %s", v, got, want)
+		t.Fatalf("Append(%#v) = %s, json.Marshal gives %s", v, got, want)
 	}
 }
 
@@ -96,20 +96,20 @@ func TestAppendJSON(t *testing.T) {
 	}
 	cycle := map[string]any{}
 	cycle["self"] = cycle
-	if _, err := MarshalJSON(cycle); err == nil {
-		t.Error("MarshalJSON encodes a cycle")
+	if _, err := Marshal(cycle); err == nil {
+		t.Error("Marshal encodes a cycle")
 	}
-	if _, ok := appendJSON(nil, map[string]any{"ok": "plain"}); !ok {
-		t.Error("appendJSON refuses a plain object")
+	if _, ok := Append(nil, map[string]any{"ok": "plain"}); !ok {
+		t.Error("Append refuses a plain object")
 	}
 }
 
-func BenchmarkDecodeJSON(b *testing.B) {
+func BenchmarkDecode(b *testing.B) {
 	body := []byte(jsonSeeds[0])
-	b.Run("DecodeJSON", func(b *testing.B) {
+	b.Run("Decode", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, ok := DecodeJSON(body); !ok {
+			if _, ok := Decode(body); !ok {
 				b.Fatal("refused")
 			}
 		}

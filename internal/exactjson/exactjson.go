@@ -1,4 +1,11 @@
-package nodes
+// Package exactjson reads and writes JSON exactly as encoding/json does,
+// without its reflection and map sorting costs where it can: the task data,
+// provider replies, callbacks and submits that pass on every event. Each
+// function handles a subset of inputs whose result it knows to be value for
+// value (Decode) or byte for byte (Append, Marshal) what encoding/json gives,
+// and falls back to encoding/json, or says so, for anything else. The fuzz
+// tests hold them to that.
+package exactjson
 
 import (
 	"encoding/json"
@@ -8,19 +15,11 @@ import (
 	"unicode/utf8"
 )
 
-// The JSON that callbacks, replies and LiqPay envelopes carry is read and
-// written on every task, and encoding/json spends most of its time there on
-// reflection and map sorting. DecodeJSON and appendJSON are exact shortcuts
-// for the common case: each handles a subset of inputs whose result it
-// knows to be byte for byte (or value for value) what encoding/json gives,
-// and reports false for anything else, which the caller then hands to
-// encoding/json. The fuzz tests hold them to that.
-
-// maxJSONDepth bounds DecodeJSON's nesting; deeper input goes to
+// maxJSONDepth bounds Decode's nesting; deeper input goes to
 // encoding/json, which has its own limit.
 const maxJSONDepth = 1000
 
-// DecodeJSON decodes b, one JSON value between optional whitespace, to
+// Decode decodes b, one JSON value between optional whitespace, to
 // exactly what json.Decoder with UseNumber decodes it to: objects as
 // map[string]any (the last of duplicate keys wins), arrays as []any,
 // numbers as json.Number, strings, bools and nil; in a fraction of the time
@@ -28,7 +27,7 @@ const maxJSONDepth = 1000
 // what only encoding/json decodes exactly (strings with escapes, control
 // characters or invalid UTF-8, nesting deeper than maxJSONDepth): decode it
 // with encoding/json then.
-func DecodeJSON(b []byte) (v any, ok bool) {
+func Decode(b []byte) (v any, ok bool) {
 	var stack [32]member
 	r := jsonReader{s: string(b), kvs: stack[:0]} // one copy of b: every string read shares it
 	v, ok = r.value()
@@ -39,7 +38,7 @@ func DecodeJSON(b []byte) (v any, ok bool) {
 	return v, r.i == len(r.s)
 }
 
-// jsonReader is DecodeJSON's state. kvs is a stack of the members of the
+// jsonReader is Decode's state. kvs is a stack of the members of the
 // objects being read, so that each map is made at its final size.
 type jsonReader struct {
 	s     string
@@ -236,12 +235,12 @@ func numberEnd(s string, i int) (end int, ok bool) {
 	return i, true
 }
 
-// appendJSON appends v encoded as json.Marshal would encode it. ok is false
+// Append appends v encoded as json.Marshal would encode it. ok is false
 // when v holds anything but nil, bools, strings that need no escaping,
 // valid json.Numbers, integers, and map[string]any and []any of those
 // nested at most maxJSONDepth deep (json.Marshal reports cycles); dst may
 // then hold a partial encoding and the caller uses json.Marshal.
-func appendJSON(dst []byte, v any) (_ []byte, ok bool) { return appendJSONValue(dst, v, 0) }
+func Append(dst []byte, v any) (_ []byte, ok bool) { return appendJSONValue(dst, v, 0) }
 
 func appendJSONValue(dst []byte, v any, depth int) (_ []byte, ok bool) {
 	if depth > maxJSONDepth {
@@ -331,11 +330,11 @@ func validNumber(s string) bool {
 	return ok && end == len(s)
 }
 
-// MarshalJSON returns what json.Marshal returns for v, byte for byte: by
-// appendJSON when it can (decoded JSON of plain strings, numbers, objects
+// Marshal returns what json.Marshal returns for v, byte for byte: by
+// Append when it can (decoded JSON of plain strings, numbers, objects
 // and arrays: a task's data, a reply), by json.Marshal otherwise.
-func MarshalJSON(v any) ([]byte, error) {
-	if b, ok := appendJSON(make([]byte, 0, 512), v); ok {
+func Marshal(v any) ([]byte, error) {
+	if b, ok := Append(make([]byte, 0, 512), v); ok {
 		return b, nil
 	}
 	return json.Marshal(v)
