@@ -47,9 +47,10 @@ func warmUp(d time.Duration) time.Duration { return min(time.Second, d/4) }
 // drive runs conc callers in a closed loop — each starts its next flow as
 // soon as the last one ended — then waits for the flows in flight. The
 // measured window is d long and starts after warm, and never before the
-// first flow has ended (a slow machine, or -race, must not leave a window
-// in which nothing could end). counter, when set, is read at the window's
-// edges.
+// first flow has ended; it lasts at least twice that first flow (a slow
+// machine, or -race, must not leave a window in which nothing could end:
+// the first wave of a closed loop ends together, all of it just after the
+// first flow). counter, when set, is read at the window's edges.
 func drive(ctx context.Context, conc int, warm, d time.Duration, counter func() int64, flow flowFunc) *loadResult {
 	type done struct {
 		start, end time.Time
@@ -60,13 +61,13 @@ func drive(ctx context.Context, conc int, warm, d time.Duration, counter func() 
 	// window is closed once from and to are known: at the first end.
 	window := make(chan struct{})
 	var first sync.Once
-	opened := func() {
+	opened := func(flow time.Duration) {
 		first.Do(func() {
 			res.from = begin.Add(warm)
 			if now := time.Now(); now.After(res.from) {
 				res.from = now
 			}
-			res.to = res.from.Add(d)
+			res.to = res.from.Add(max(d, 2*flow))
 			close(window)
 		})
 	}
@@ -106,7 +107,7 @@ func drive(ctx context.Context, conc int, warm, d time.Duration, counter func() 
 		wg.Go(func() {
 			for n := 0; !over() && ctx.Err() == nil; n++ {
 				start, end, err := flow(ctx, w, n)
-				opened()
+				opened(end.Sub(start))
 				results[w] = append(results[w], done{start, end, err})
 			}
 		})
@@ -131,6 +132,8 @@ func drive(ctx context.Context, conc int, warm, d time.Duration, counter func() 
 			}
 		}
 	}
-	res.rate = float64(res.flows) / d.Seconds()
+	if w := res.to.Sub(res.from); w > 0 {
+		res.rate = float64(res.flows) / w.Seconds()
+	}
 	return res
 }
