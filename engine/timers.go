@@ -50,18 +50,24 @@ func (e *Engine) timers() {
 		} else if at, ok, err := e.st.NextDue(ctx); err == nil && ok {
 			wait = min(wait, max(at.Sub(e.clock.Now()), 0))
 		}
-		if wait == 0 {
-			wait = time.Millisecond
-			if e.cl != nil && started == 0 {
-				wait = e.cfg.TimerPoll // due, but another engine holds it
-			}
+		var next <-chan time.Time
+		switch {
+		case wait > 0:
+			next = e.clock.After(wait)
+		case e.cl != nil && started == 0:
+			next = e.clock.After(e.cfg.TimerPoll) // due, but another engine holds it
+		default:
+			// Due now: look again at once, after a pause on the wall clock
+			// (not the engine's, which a test may hold still) so that a
+			// timer that will not fire cannot make this loop spin.
+			next = time.After(time.Millisecond)
 		}
 		select {
 		case <-e.stop:
 			return
 		case <-e.wake:
 		case <-ended:
-		case <-e.clock.After(wait):
+		case <-next:
 		}
 	}
 }

@@ -47,6 +47,9 @@ func withBurst(t *testing.T) option {
 // TestEngine_timerBurst: more timers fall due at once than the timer service
 // keeps in flight (4096) or reads per round; the service, on its own, fires
 // every one exactly once while it reads the next ones during the commits.
+// The clock jumps once, while the service is still busy with the kicks of
+// the submits: a service that then finds timers due must not wait for the
+// engine's clock to move again.
 func TestEngine_timerBurst(t *testing.T) {
 	t.Parallel()
 	const n = 5000
@@ -89,9 +92,6 @@ func TestEngine_timerBurst(t *testing.T) {
 			t.Fatalf("%d of %d due timers fired within 30s", done, n)
 		}
 		time.Sleep(10 * time.Millisecond)
-		// Time goes on, as a real clock's does: a service that was busy
-		// when the clock jumped and then slept is woken by its next poll.
-		b.clock.Advance(10 * time.Millisecond)
 	}
 	mu.Lock()
 	defer mu.Unlock()
