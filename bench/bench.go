@@ -130,9 +130,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	r.rep.Machine = m
 	r.logf("machine: %d CPUs (%s), fsync p50 %.2f ms p99 %.2f ms on %s", m.CPUs, m.Model, m.FsyncP50ms, m.FsyncP99ms, m.Dir)
-	// The sandbox's callbacks go out on http.DefaultTransport: time them.
-	restore := installCallbackTimer(&r.acks)
-	defer restore()
+	// The simulators' callbacks go out on a transport that times them.
+	var closeIdle func()
+	r.callbacks, closeIdle = newCallbackTransport(&r.acks)
+	defer closeIdle()
 	for _, s := range Scenarios {
 		if !r.selected(s) {
 			continue
@@ -158,6 +159,9 @@ type runner struct {
 	o    Options
 	rep  *Report
 	acks ackRecorder
+	// callbacks is the transport the simulators call back on (timed into
+	// acks), handed to every service and to the ceiling.
+	callbacks http.RoundTripper
 	// seed and ceiling hold their measurements by concurrency.
 	seed    map[int]*loadResult
 	ceiling map[int]*ceilingResult
@@ -239,6 +243,9 @@ type ServiceOptions struct {
 	// Engine adjusts the engine's configuration before it is built (the
 	// harness installs its probe: metrics, commit hook, clock).
 	Engine func(*engine.Config)
+	// SandboxTransport carries the simulators' callbacks (the harness
+	// times them through it); nil for the service's default.
+	SandboxTransport http.RoundTripper
 }
 
 // Service is a running service.

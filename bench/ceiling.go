@@ -100,7 +100,7 @@ func (r *runner) ceilingAt(ctx context.Context, conc, commits int) (*loadResult,
 		return nil, "", err
 	}
 	defer cleanup()
-	b, err := startBare(filepath.Join(dir, "bare.db"), commits)
+	b, err := startBare(filepath.Join(dir, "bare.db"), commits, r.callbacks)
 	if err != nil {
 		return nil, "", err
 	}
@@ -166,7 +166,7 @@ type bare struct {
 	wg      sync.WaitGroup
 }
 
-func startBare(path string, commits int) (*bare, error) {
+func startBare(path string, commits int, callbacks http.RoundTripper) (*bare, error) {
 	w, err := openGroupWriter(path)
 	if err != nil {
 		return nil, err
@@ -179,7 +179,7 @@ func startBare(path string, commits int) (*bare, error) {
 	b := &bare{
 		url: "http://" + ln.Addr().String(), w: w, commits: commits, served: make(chan error, 1),
 		out:     &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}},
-		back:    &http.Client{Timeout: 5 * time.Second}, // http.DefaultTransport, timed by the harness
+		back:    &http.Client{Timeout: 5 * time.Second, Transport: callbacks}, // as the service's simulators
 		waiters: waiters{m: map[string]chan event{}},
 	}
 	mux := http.NewServeMux()

@@ -36,7 +36,7 @@ func (r *runner) internal(ctx context.Context) error {
 		return err
 	}
 	p := newProbe()
-	svc, err := r.o.Start(ctx, ServiceOptions{DB: filepath.Join(dir, "conveyor.db"), Flows: flowDir, Engine: p.configure})
+	svc, err := r.o.Start(ctx, ServiceOptions{DB: filepath.Join(dir, "conveyor.db"), Flows: flowDir, Engine: p.configure, SandboxTransport: r.callbacks})
 	if err != nil {
 		return err
 	}

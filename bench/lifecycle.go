@@ -53,7 +53,7 @@ func (r *runner) lifecycleOf(ctx context.Context, f lifecycleFlow) error {
 	}
 	defer cleanup()
 	p := newProbe()
-	svc, err := r.o.Start(ctx, ServiceOptions{DB: filepath.Join(dir, "conveyor.db"), Engine: p.configure})
+	svc, err := r.o.Start(ctx, ServiceOptions{DB: filepath.Join(dir, "conveyor.db"), Engine: p.configure, SandboxTransport: r.callbacks})
 	if err != nil {
 		return err
 	}

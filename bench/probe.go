@@ -260,27 +260,17 @@ func (t timingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// installCallbackTimer wraps http.DefaultTransport, which the simulators
-// mounted by `serve --sandbox` send their callbacks on (their HTTPClient is
-// not configurable through the service), so that the callbacks'
-// acknowledgement latency is measured on the sender's side. The wrapped
-// transport keeps as many idle connections as the busiest scenario has
-// callers: with the default two, a simulator calling back at thousands per
-// second would measure TCP handshakes and TIME_WAIT, not the service.
-// The returned function restores the original. It mutates a process-wide
-// variable, so it is done once, before any service starts.
-func installCallbackTimer(acks *ackRecorder) (restore func()) {
-	orig := http.DefaultTransport
-	base := &http.Transport{}
-	if t, ok := orig.(*http.Transport); ok {
-		base = t.Clone()
-	}
+// newCallbackTransport returns the transport the simulators send their
+// callbacks on during a run (the service's and the ceiling's alike), timing
+// each callback on the sender's side, and a function that closes its idle
+// connections. Like the service's default sandbox transport it keeps many
+// idle connections (as many as the busiest scenario has callers): with Go's
+// default two, a simulator calling back at thousands per second would
+// measure TCP handshakes and TIME_WAIT, not the service.
+func newCallbackTransport(acks *ackRecorder) (http.RoundTripper, func()) {
+	base := http.DefaultTransport.(*http.Transport).Clone()
 	base.MaxIdleConnsPerHost = 512
-	http.DefaultTransport = timingTransport{next: base, acks: acks}
-	return func() {
-		base.CloseIdleConnections()
-		http.DefaultTransport = orig
-	}
+	return timingTransport{next: base, acks: acks}, base.CloseIdleConnections
 }
 
 // quantile returns the q-quantile (0..1) of ds, 0 when empty.

@@ -83,7 +83,7 @@ func (r *runner) seedAt(ctx context.Context, conc int) (*loadResult, float64, er
 	}
 	defer cleanup()
 	p := newProbe()
-	svc, err := r.o.Start(ctx, ServiceOptions{DB: filepath.Join(dir, "conveyor.db"), Engine: p.configure})
+	svc, err := r.o.Start(ctx, ServiceOptions{DB: filepath.Join(dir, "conveyor.db"), Engine: p.configure, SandboxTransport: r.callbacks})
 	if err != nil {
 		return nil, 0, err
 	}

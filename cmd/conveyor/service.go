@@ -46,6 +46,19 @@ type serviceConfig struct {
 	Stderr  io.Writer // where flow problems are printed
 	// Engine adjusts the engine's configuration before it is built.
 	Engine func(*engine.Config)
+	// SandboxTransport carries the simulators' callbacks and webhooks;
+	// nil for a pooled transport (sandboxTransport).
+	SandboxTransport http.RoundTripper
+}
+
+// sandboxTransport is the simulators' default transport: Go's default
+// keeps two idle connections per host, so a simulator calling back hundreds
+// of tasks at once would open (and leave in TIME_WAIT) a connection for
+// almost every callback.
+func sandboxTransport() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 256
+	return t
 }
 
 // service is a running Conveyor: store, engine, simulators and HTTP server.
@@ -244,8 +257,13 @@ func openData(ctx context.Context, cfg serviceConfig) (store.Store, []byte, erro
 // sandboxes mounts the LiqPay and VIA simulators and points the flows'
 // variables and secrets at them.
 func (s *service) sandboxes(cfg serviceConfig, apiCfg *api.Config, env, secrets map[string]string) {
-	lp := liqpay.New(liqpay.Config{Logger: cfg.Log})
-	vs := via.New(via.Config{Logger: cfg.Log})
+	tr := cfg.SandboxTransport
+	if tr == nil {
+		tr = sandboxTransport()
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: tr}
+	lp := liqpay.New(liqpay.Config{Logger: cfg.Log, HTTPClient: client})
+	vs := via.New(via.Config{Logger: cfg.Log, HTTPClient: client})
 	s.closers = append(s.closers, func() { lp.Close(); vs.Close() })
 	apiCfg.SandboxLiqPay, apiCfg.SandboxVIA = lp, vs
 	env["LIQPAY_URL"] = cfg.BaseURL + "/sandbox/liqpay"
