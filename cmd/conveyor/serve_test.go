@@ -10,11 +10,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -321,4 +324,47 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestSandboxTransport: the simulators mounted by `serve --sandbox` call back
+// on a pooled transport, so a second wave of concurrent callbacks reuses the
+// first wave's connections instead of opening new ones (Go's default keeps
+// two idle connections per host).
+func TestSandboxTransport(t *testing.T) {
+	t.Parallel()
+	var opened atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusOK)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	client := &http.Client{Timeout: 5 * time.Second, Transport: sandboxTransport()}
+	const callers = 64
+	wave := func() {
+		var wg sync.WaitGroup
+		for range callers {
+			wg.Go(func() {
+				resp, err := client.Post(srv.URL+"/callbacks/x", "application/x-www-form-urlencoded", strings.NewReader("data=x"))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			})
+		}
+		wg.Wait()
+	}
+	wave()
+	first := opened.Load()
+	wave()
+	if again := opened.Load() - first; again > callers/8 {
+		t.Errorf("the second wave of %d callbacks opened %d new connections (the first %d): idle ones are not kept", callers, again, first)
+	}
 }
