@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	bbolt "go.etcd.io/bbolt"
 
@@ -28,7 +27,7 @@ func (db *DB) PutAlarmCrossing(ctx context.Context, c store.AlarmCrossing) error
 		return invalid("store: alarm of %q/%q: encode: %v", c.Process, c.Node, err)
 	}
 	key := join(c.Process, c.Node)
-	return db.submit(ctx, 1, func(tx *bbolt.Tx, _ time.Time) (func() error, error) {
+	return db.submit(ctx, 1, func(tx *bbolt.Tx) (func() error, error) {
 		states := tx.Bucket(bucketAlarms)
 		var last uint64
 		if v := states.Get(key); v != nil {

@@ -63,8 +63,8 @@ type Options struct {
 	// Logger receives failed commits and open and close events. Default:
 	// discard.
 	Logger *slog.Logger
-	// Clock gives the commit time, which becomes Task.Finished when a task
-	// reaches a final status without one. Default time.Now.
+	// Clock gives the time of a Commit call, which becomes Task.Finished
+	// when a task reaches a final status without one. Default time.Now.
 	Clock func() time.Time
 	// Metrics, when set, is called after each group commit that reached the
 	// disk. Default nil.

@@ -80,7 +80,7 @@ func mustCheck(t *testing.T, db *DB) {
 // called, so that the requests sent meanwhile queue up.
 func blockWriter(db *DB) (release func()) {
 	entered, unblock := make(chan struct{}), make(chan struct{})
-	go db.submit(context.Background(), 1, func(*bbolt.Tx, time.Time) (func() error, error) {
+	go db.submit(context.Background(), 1, func(*bbolt.Tx) (func() error, error) {
 		close(entered)
 		<-unblock
 		return nil, nil

@@ -42,7 +42,7 @@ func (db *DB) Commit(ctx context.Context, changes ...store.Change) error {
 		}
 		ws[i] = w
 	}
-	err := db.submit(ctx, len(changes), func(tx *bbolt.Tx, _ time.Time) (func() error, error) {
+	err := db.submit(ctx, len(changes), func(tx *bbolt.Tx) (func() error, error) {
 		p, err := planCommit(tx, changes, ws)
 		if err != nil {
 			return nil, err

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"time"
 
 	"github.com/google/uuid"
 	bbolt "go.etcd.io/bbolt"
@@ -28,7 +27,7 @@ func (db *DB) PutJob(ctx context.Context, j *store.Job) error {
 	if err != nil {
 		return invalid("store: job %s: encode: %v", j.ID, err)
 	}
-	err = db.submit(ctx, 1, func(tx *bbolt.Tx, _ time.Time) (func() error, error) {
+	err = db.submit(ctx, 1, func(tx *bbolt.Tx) (func() error, error) {
 		b := tx.Bucket(bucketJobs)
 		old := b.Get(j.ID[:])
 		switch {
@@ -125,7 +124,7 @@ func (db *DB) PutJobResults(ctx context.Context, jobID uuid.UUID, results []stor
 		}
 		vals[i] = kv{withID(jobID[:], r.TaskID), v}
 	}
-	return db.submit(ctx, len(results), func(tx *bbolt.Tx, _ time.Time) (func() error, error) {
+	return db.submit(ctx, len(results), func(tx *bbolt.Tx) (func() error, error) {
 		if tx.Bucket(bucketJobs).Get(jobID[:]) == nil {
 			return nil, fmt.Errorf("job %s: %w", jobID, store.ErrNotFound)
 		}

@@ -24,7 +24,7 @@ func (db *DB) Purge(ctx context.Context, t time.Time, limit int) (int, error) {
 		limit = defaultLimit
 	}
 	var n int
-	err := db.submit(ctx, 1, func(tx *bbolt.Tx, _ time.Time) (func() error, error) {
+	err := db.submit(ctx, 1, func(tx *bbolt.Tx) (func() error, error) {
 		p, err := planPurge(tx, t, limit)
 		if err != nil {
 			return nil, err
@@ -73,7 +73,7 @@ func (db *DB) PutVersion(ctx context.Context, v store.Version) error {
 		return invalid("store: version %q of %q: encode: %v", v.Version, v.Process, err)
 	}
 	key := join(v.Process, v.Version)
-	return db.submit(ctx, 1, func(tx *bbolt.Tx, _ time.Time) (func() error, error) {
+	return db.submit(ctx, 1, func(tx *bbolt.Tx) (func() error, error) {
 		b := tx.Bucket(bucketVersions)
 		if b.Get(key) != nil {
 			return nil, nil

@@ -28,12 +28,12 @@ type request struct {
 // prepareFunc validates a request against tx, which already holds the
 // requests before it in the batch, and writes nothing. It returns what writes
 // the request (nil when there is nothing to write), or the error that fails
-// this request alone. now is the commit time.
+// this request alone.
 //
 // A prepareFunc may run more than once for one request: when another request
 // of the batch fails to write, the batch is rolled back and run again without
 // it.
-type prepareFunc func(tx *bbolt.Tx, now time.Time) (apply func() error, err error)
+type prepareFunc func(tx *bbolt.Tx) (apply func() error, err error)
 
 const (
 	pending int32 = iota
@@ -175,13 +175,13 @@ func (db *DB) run(batch []*request) (errs []error, err error) {
 	for {
 		retry := false
 		err = db.update(func(tx *bbolt.Tx) error {
-			now, wrote := db.clock().Round(0), false
+			wrote := false
 			for i, req := range batch {
 				errs[i] = broken[i]
 				if errs[i] != nil {
 					continue
 				}
-				apply, err := req.prepare(tx, now)
+				apply, err := req.prepare(tx)
 				if errs[i] = err; err != nil || apply == nil {
 					continue
 				}
