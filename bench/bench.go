@@ -246,6 +246,9 @@ type ServiceOptions struct {
 	// SandboxTransport carries the simulators' callbacks (the harness
 	// times them through it); nil for the service's default.
 	SandboxTransport http.RoundTripper
+	// StoreCommits, when set, is told of each group commit of the bolt
+	// store: how many commits it wrote and how long it took.
+	StoreCommits func(requests int, took time.Duration)
 }
 
 // Service is a running service.
@@ -350,8 +353,8 @@ func thousands(n int64) string {
 // WriteTable prints the report for people.
 func (rep *Report) WriteTable(w io.Writer) error {
 	m := rep.Machine
-	fmt.Fprintf(w, "conveyor bench (%s, window %s) on %d CPUs, %s, Go %s; fsync p50 %.2f ms, p99 %.2f ms; load average before: %s\n\n",
-		rep.Size, rep.Duration, m.CPUs, m.Model, m.GoVersion, m.FsyncP50ms, m.FsyncP99ms, m.LoadAverage)
+	fmt.Fprintf(w, "conveyor bench (%s, window %s) on %d CPUs (GOMAXPROCS %d), %s, Go %s; fsync p50 %.2f ms, p99 %.2f ms; load average before: %s\n\n",
+		rep.Size, rep.Duration, m.CPUs, m.Procs, m.Model, m.GoVersion, m.FsyncP50ms, m.FsyncP99ms, m.LoadAverage)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tMETRIC\tVALUE\tTARGET\tVERDICT")
 	for _, row := range rep.Rows {

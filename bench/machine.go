@@ -13,7 +13,9 @@ import (
 
 // Machine describes where the numbers were taken.
 type Machine struct {
-	CPUs      int    `json:"cpus"`
+	CPUs int `json:"cpus"`
+	// Procs is GOMAXPROCS: conveyor runs one more than CPUs (see main).
+	Procs     int    `json:"gomaxprocs"`
 	Model     string `json:"model"`
 	MemoryMiB int64  `json:"memory_mib"`
 	Kernel    string `json:"kernel"`
@@ -35,7 +37,7 @@ func probeMachine(dir string) (Machine, error) {
 	if dir == "" {
 		dir = os.TempDir()
 	}
-	m := Machine{CPUs: runtime.NumCPU(), Model: cpuModel(), GoVersion: runtime.Version(), Dir: dir}
+	m := Machine{CPUs: runtime.NumCPU(), Procs: runtime.GOMAXPROCS(0), Model: cpuModel(), GoVersion: runtime.Version(), Dir: dir}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}

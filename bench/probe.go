@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -29,6 +30,12 @@ type probe struct {
 
 	lagMu sync.Mutex
 	lags  []time.Duration
+
+	// groups keeps the store's group commits: when each ended, how many
+	// commits (requests: Commit calls and the like) it wrote and how long
+	// its transaction took (fsync included).
+	groupMu sync.Mutex
+	groups  []groupCommit
 
 	// finished counts the tasks that reached a final status; lastFinish is
 	// when the latest did (Unix nanoseconds).
@@ -117,6 +124,50 @@ func (p *probe) Alarm(process, node string, on bool) {
 	if p.next != nil {
 		p.next.Alarm(process, node, on)
 	}
+}
+
+// groupCommit is one transaction of the store's writer.
+type groupCommit struct {
+	end      time.Time
+	requests int
+	took     time.Duration
+}
+
+// storeCommit is the store's commit observer (ServiceOptions.StoreCommits).
+func (p *probe) storeCommit(requests int, took time.Duration) {
+	p.groupMu.Lock()
+	p.groups = append(p.groups, groupCommit{end: time.Now(), requests: requests, took: took})
+	p.groupMu.Unlock()
+}
+
+// groupStats sums up the group commits that ended between from and to.
+type groupStats struct {
+	perSecond, requests, busy float64 // groups/s, commits per group, share of the time the writer was in a transaction
+	took                      time.Duration
+}
+
+func (p *probe) groupsBetween(from, to time.Time) (groupStats, bool) {
+	p.groupMu.Lock()
+	defer p.groupMu.Unlock()
+	var n, requests int
+	var took time.Duration
+	for _, g := range p.groups {
+		if g.end.After(from) && !g.end.After(to) {
+			n, requests, took = n+1, requests+g.requests, took+g.took
+		}
+	}
+	span := to.Sub(from).Seconds()
+	if n == 0 || span <= 0 {
+		return groupStats{}, false
+	}
+	return groupStats{perSecond: float64(n) / span, requests: float64(requests) / float64(n),
+		busy: took.Seconds() / span, took: took / time.Duration(n)}, true
+}
+
+// String reads as a bench note.
+func (g groupStats) String() string {
+	return fmt.Sprintf("the store's writer ran %.0f group commits/s of %.1f commits each, %.2f ms per transaction (fsync included), in a transaction %.0f %% of the time",
+		g.perSecond, g.requests, ms(g.took), 100*g.busy)
 }
 
 // commitLatencies returns the commit latencies observed so far and forgets

@@ -60,7 +60,7 @@ func (r *runner) scale(ctx context.Context) error {
 	db := filepath.Join(dir, "conveyor.db")
 	clock := &offsetClock{}
 	start := func(p *probe) (Service, error) {
-		return r.o.Start(ctx, ServiceOptions{DB: db, Flows: flowDir, Engine: func(c *engine.Config) {
+		return r.o.Start(ctx, ServiceOptions{DB: db, Flows: flowDir, StoreCommits: p.storeCommit, Engine: func(c *engine.Config) {
 			p.configure(c)
 			c.Clock = clock
 		}})
@@ -135,6 +135,9 @@ func (r *runner) scale(ctx context.Context) error {
 	}
 	if w0, w := <-writtenAtDue, diskWritten(); w0 >= 0 && w >= 0 {
 		r.note("scale: firing wrote %.0f MiB to disk (%.1f KiB per timeout)", mib(w-w0), float64(w-w0)/1024/float64(due))
+	}
+	if g, ok := p.groupsBetween(dueWall, fired); ok {
+		r.note("scale: while the timeouts fired, %s", g)
 	}
 	if cpu := cpuBetween(<-atDue, sampleCPU()); cpu != (cpuUse{}) {
 		r.note("scale: CPUs busy while the timeouts fired: %s", cpu)

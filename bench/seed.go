@@ -83,7 +83,7 @@ func (r *runner) seedAt(ctx context.Context, conc int) (*loadResult, float64, er
 	}
 	defer cleanup()
 	p := newProbe()
-	svc, err := r.o.Start(ctx, ServiceOptions{DB: filepath.Join(dir, "conveyor.db"), Engine: p.configure, SandboxTransport: r.callbacks})
+	svc, err := r.o.Start(ctx, ServiceOptions{DB: filepath.Join(dir, "conveyor.db"), Engine: p.configure, SandboxTransport: r.callbacks, StoreCommits: p.storeCommit})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -115,6 +115,9 @@ func (r *runner) seedAt(ctx context.Context, conc int) (*loadResult, float64, er
 	perFlow := float64(p.commits.Load()-commits) / float64(res.total)
 	cl8 := p.commitLatencies()
 	r.note("seed @ %d: engine commit latency (queue + transaction + fsync) p50 %.1f ms, p99 %.1f ms", conc, ms(quantile(cl8, 0.5)), ms(quantile(cl8, 0.99)))
+	if g, ok := p.groupsBetween(res.from, res.to); ok {
+		r.note("seed @ %d: %s", conc, g)
+	}
 	acks := r.acks.between(res.from, res.to)
 	at := fmt.Sprintf(" @ %d clients", conc)
 	r.cpuNote(fmt.Sprintf("seed @ %d", conc), res)

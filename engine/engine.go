@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -111,12 +112,14 @@ type Engine struct {
 	current  map[string]*processes.Definition // by name
 	versions map[string]*processes.Definition // by name@version
 
-	locks   taskLocks
-	work    chan uuid.UUID
-	calls   chan struct{}
-	admit   chan struct{}
-	wake    chan struct{}
-	stop    chan struct{}
+	locks taskLocks
+	work  chan uuid.UUID
+	calls chan struct{}
+	admit chan struct{}
+	wake  chan struct{}
+	stop  chan struct{}
+	// fireCPU bounds the timer fires that compute at once (see fire).
+	fireCPU chan struct{}
 	wg      sync.WaitGroup
 	started bool
 	// cl is the engine's share of a cluster; nil for a single engine.
@@ -167,7 +170,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e := &Engine{cfg: cfg, st: cfg.Store, clock: cfg.Clock, log: cfg.Logger, seal: s, client: cfg.HTTPClient,
 		m: cfg.Metrics, current: map[string]*processes.Definition{}, versions: map[string]*processes.Definition{},
 		work: make(chan uuid.UUID, 4096), calls: make(chan struct{}, cfg.MaxCalls), admit: make(chan struct{}, cfg.MaxInflight),
-		wake: make(chan struct{}, 1), stop: make(chan struct{})}
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), fireCPU: make(chan struct{}, runtime.GOMAXPROCS(0))}
 	for _, d := range cfg.Definitions {
 		for _, name := range d.EnvRefs {
 			if cfg.Env[name] == "" {

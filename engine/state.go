@@ -54,6 +54,11 @@ type state struct {
 	now    time.Time
 	// call is set when the task must make an outbound call after the commit.
 	call bool
+	// changed is set when data may differ from t.Data, the task's encoded
+	// data as loaded or last committed: touch and dropEnv set it, and every
+	// change to data goes through one of them. commit encodes data again
+	// only then (a timeout, for one, leaves the data alone).
+	changed bool
 	// x is the expression environment kept across the nodes of this event.
 	// Every change to data must go through touch (or dropEnv).
 	x exprEnv
@@ -101,6 +106,7 @@ type taskRoot struct {
 // touch records that data field k changed (was set, replaced, written
 // inside, or deleted).
 func (s *state) touch(k string) {
+	s.changed = true
 	if s.x.data != nil {
 		s.x.stale = append(s.x.stale, k)
 	}
@@ -120,7 +126,7 @@ func (s *state) deleteField(k string) {
 
 // dropEnv forgets the expression environment kept for the event: the next
 // node builds it afresh from the data.
-func (s *state) dropEnv() { s.x = exprEnv{} }
+func (s *state) dropEnv() { s.x, s.changed = exprEnv{}, true }
 
 // load reads a task and prepares it for an event.
 func (e *Engine) load(ctx context.Context, id uuid.UUID) (*state, error) {
@@ -205,9 +211,11 @@ func (s *state) record(from, to, event, actor, reason, detail string) {
 // data would pass the size cap is escalated with its previous data instead,
 // so it stays where an operator can act on it.
 func (e *Engine) commit(ctx context.Context, s *state) error {
-	data, err := exactjson.Marshal(s.data)
-	if err != nil {
-		return fmt.Errorf("encode task data: %w", err)
+	data, err := s.t.Data, error(nil)
+	if s.changed || s.loaded.ID == uuid.Nil {
+		if data, err = exactjson.Marshal(s.data); err != nil {
+			return fmt.Errorf("encode task data: %w", err)
+		}
 	}
 	if len(data) > e.cfg.MaxTaskSize {
 		tooBig := conveyor.Errorf(conveyor.ETooLarge, "task data would be %d bytes, over the %d byte limit", len(data), e.cfg.MaxTaskSize)
@@ -235,7 +243,7 @@ func (e *Engine) commit(ctx context.Context, s *state) error {
 	}
 	e.noteAlarms(s.t.Process, s.hist)
 	s.rev = s.t.Rev
-	s.hist = nil
+	s.hist, s.changed = nil, false
 	s.loaded = *s.t
 	if e.cfg.OnCommit != nil {
 		e.cfg.OnCommit(s.t.Clone())

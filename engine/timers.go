@@ -162,8 +162,25 @@ func (e *Engine) FireDue(ctx context.Context) (int, error) {
 
 // fire applies a task's timer: a retry of an outbound call, or the time
 // limit of the node it waits in.
+//
+// Thousands of fires are in flight in a burst, but only as many compute at
+// once as there are CPUs (fireCPU); the others wait parked, not runnable.
+// Otherwise each group commit would wake a herd of fires that fills the
+// scheduler's run queues, and the store's single writer, whose turn comes
+// after them, would sit runnable while they compute: the writer is what a
+// burst waits on, so every millisecond it waits is a millisecond added to
+// every timer's lag.
 func (e *Engine) fire(ctx context.Context, id uuid.UUID) {
 	unlock := e.lock(id)
+	e.fireCPU <- struct{}{}
+	computing := true
+	done := func() {
+		if computing {
+			computing = false
+			<-e.fireCPU
+		}
+	}
+	defer done()
 	s, err := e.load(ctx, id)
 	if err != nil {
 		unlock()
@@ -187,12 +204,7 @@ func (e *Engine) fire(ctx context.Context, id uuid.UUID) {
 			s.t.TimerAt, s.t.Timer = time.Time{}, ""
 			break
 		}
-		in, err := e.input(s, n)
-		if err != nil {
-			e.escalateHere(s, "data_error", err.Error())
-			break
-		}
-		res := w.Expire(in)
+		res := w.Expire()
 		var failure *nodes.Failure
 		if to, err := s.def.Fire(n.Name, res.Outcome); err == nil && n.Kind == "callback" && s.def.Node(to).Kind == "escalation" {
 			failure = &nodes.Failure{Code: "callback_timeout", Description: fmt.Sprintf("no callback within %s in node %s", timeoutOf(n), n.Name)}
@@ -200,6 +212,7 @@ func (e *Engine) fire(ctx context.Context, id uuid.UUID) {
 		e.move(s, res.Outcome, actorTimer, "", failure)
 		e.advance(s)
 	}
+	done() // the commit mostly waits for the writer
 	err = e.commitOrLog(ctx, s)
 	unlock()
 	if err == nil {

@@ -107,3 +107,66 @@ func TestEngine_timerBurst(t *testing.T) {
 		}
 	}
 }
+
+// expiryFlow waits for a callback; the timeout goes to a set node when the
+// task asked for it, straight to the end otherwise.
+const expiryFlow = `process: expiry
+title: "Timeouts and the task's data"
+input:
+  order_id: {type: string, required: true}
+  note:     {type: string}
+  mark:     {type: boolean}
+start: wait
+nodes:
+  wait:
+    type: callback
+    timeout: 30s
+    on_timeout: route
+    next: done
+  route:
+    type: condition
+    cases:
+      - {name: mark, when: 'mark == true', next: stamp}
+    default: expired
+  stamp:
+    type: set
+    set: {expired_at: "{{ task.now }}", note: "expired: {{ note }}", "trace.expired": true}
+    next: expired
+  done:    {type: final, result: success}
+  expired: {type: final, result: success}
+`
+
+// TestEngine_timeoutData: a timeout keeps the task's data as it was, and
+// what nodes after the timeout write is stored (the engine encodes the
+// data again only when a node changed it, so both must hold).
+func TestEngine_timeoutData(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "expiry.yaml")
+	if err := os.WriteFile(path, []byte(expiryFlow), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := &processes.Loader{Kinds: nodes.Kinds()}
+	defs, err := l.LoadFiles([]string{path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := setup(t, func(c *engine.Config) { c.Definitions = append(c.Definitions, defs...) })
+	plain := b.submit("expiry", "", `{"order_id": "o-1", "note": "keep me"}`)
+	marked := b.submit("expiry", "", `{"order_id": "o-2", "note": "was", "mark": true}`)
+	before := b.waitIn(plain.ID, "wait", store.StatusWaiting)
+	b.waitIn(marked.ID, "wait", store.StatusWaiting)
+
+	b.advance(31 * time.Second)
+
+	after := b.waitIn(plain.ID, "expired", store.StatusSucceeded)
+	if string(after.Data) != string(before.Data) {
+		t.Errorf("a plain timeout changed the data:\n before %s\n after  %s", before.Data, after.Data)
+	}
+	got := decode(t, string(b.waitIn(marked.ID, "expired", store.StatusSucceeded).Data))
+	if got["note"] != "expired: was" || got["expired_at"] == nil || got["order_id"] != "o-2" {
+		t.Errorf("the set node's writes after the timeout are not all stored: %v", got)
+	}
+	if tr, _ := got["trace"].(map[string]any); tr["expired"] != true {
+		t.Errorf("the nested write after the timeout is not stored: %v", got)
+	}
+}

@@ -165,7 +165,7 @@ func (cb *Callback) Deadline(in *Input) (time.Time, error) {
 }
 
 // Expire implements Waiter.
-func (cb *Callback) Expire(*Input) Result { return Result{Outcome: OutTimeout} }
+func (cb *Callback) Expire() Result { return Result{Outcome: OutTimeout} }
 
 // Decode turns a raw callback body into an object with the node's codec. A
 // body whose signature does not verify gets an EUnauthorized error.

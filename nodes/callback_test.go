@@ -187,7 +187,7 @@ func TestCallback_timer(t *testing.T) {
 	if signed.Timeout() != 3*time.Minute {
 		t.Errorf("Timeout = %v", signed.Timeout())
 	}
-	diff(t, "Expire", nodes.Result{Outcome: nodes.OutTimeout}, signed.Expire(&nodes.Input{}))
+	diff(t, "Expire", nodes.Result{Outcome: nodes.OutTimeout}, signed.Expire())
 	if signed.TaskIDPath() != "obj_id" || signed.SaveAs() != nodes.DefaultCallbackField {
 		t.Errorf("TaskIDPath, SaveAs = %q, %q", signed.TaskIDPath(), signed.SaveAs())
 	}

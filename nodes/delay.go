@@ -72,7 +72,7 @@ func (d *Delay) Deadline(in *Input) (time.Time, error) {
 }
 
 // Expire implements Waiter.
-func (d *Delay) Expire(*Input) Result { return Result{Outcome: OutNext} }
+func (d *Delay) Expire() Result { return Result{Outcome: OutNext} }
 
 // parseTime reads an absolute time: RFC 3339 text or Unix seconds.
 func parseTime(v any) (time.Time, error) {

@@ -66,5 +66,5 @@ func TestDelay_Deadline(t *testing.T) {
 func TestDelay_Expire(t *testing.T) {
 	t.Parallel()
 	def := compile(t, flow("{}", "  p: {type: delay, for: 1s, next: p}\n"))
-	diff(t, "Expire", nodes.Result{Outcome: nodes.OutNext}, spec[*nodes.Delay](t, def, "p").Expire(&nodes.Input{}))
+	diff(t, "Expire", nodes.Result{Outcome: nodes.OutNext}, spec[*nodes.Delay](t, def, "p").Expire())
 }

@@ -78,7 +78,7 @@ func (e *Escalation) Deadline(in *Input) (time.Time, error) {
 }
 
 // Expire implements Waiter.
-func (e *Escalation) Expire(*Input) Result { return Result{Outcome: OutTimeout} }
+func (e *Escalation) Expire() Result { return Result{Outcome: OutTimeout} }
 
 // Describe returns the failure for a task routed here without one. Templates
 // that fail or render empty fall back to a generic code, so an escalation

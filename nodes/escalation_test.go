@@ -59,7 +59,7 @@ func TestEscalation_Deadline(t *testing.T) {
 	if park.Timeout() != 72*time.Hour {
 		t.Errorf("Timeout = %v", park.Timeout())
 	}
-	diff(t, "Expire", nodes.Result{Outcome: nodes.OutTimeout}, park.Expire(&nodes.Input{}))
+	diff(t, "Expire", nodes.Result{Outcome: nodes.OutTimeout}, park.Expire())
 	if e := park.Edges(); len(e) != 1 || e[0].Outcome != nodes.OutTimeout || e[0].To != "failed" {
 		t.Errorf("Edges = %v, want timeout -> failed", e)
 	}

@@ -81,8 +81,11 @@ type Waiter interface {
 	// Deadline is when the node's timer fires for a task entering it now;
 	// zero means no timer (only escalation nodes may have none).
 	Deadline(in *Input) (time.Time, error)
-	// Expire is the result of the timer firing.
-	Expire(in *Input) Result
+	// Expire is the result of the timer firing. It does not depend on the
+	// task's data (a flow that must decide on the data after a timeout routes
+	// the timeout to a condition node), so the timer service fires without
+	// building the expression environment.
+	Expire() Result
 }
 
 // splitPath splits a dotted field path.

@@ -111,7 +111,7 @@ Flags:
 func (c *benchCommand) start(ctx context.Context, o bench.ServiceOptions) (bench.Service, error) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	svc, err := startService(ctx, serviceConfig{Addr: "127.0.0.1:0", DB: o.DB, Dir: o.Flows, Sandbox: true,
-		Log: log, Stderr: c.stderr, Engine: o.Engine, SandboxTransport: o.SandboxTransport})
+		Log: log, Stderr: c.stderr, Engine: o.Engine, SandboxTransport: o.SandboxTransport, StoreCommits: o.StoreCommits})
 	if err != nil {
 		return nil, err
 	}

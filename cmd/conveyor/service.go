@@ -49,6 +49,8 @@ type serviceConfig struct {
 	// SandboxTransport carries the simulators' callbacks and webhooks;
 	// nil for a pooled transport (sandboxTransport).
 	SandboxTransport http.RoundTripper
+	// StoreCommits observes the bolt store's group commits (bench).
+	StoreCommits bolt.CommitObserver
 }
 
 // sandboxTransport is the simulators' default transport: Go's default
@@ -202,7 +204,12 @@ func openStore(ctx context.Context, db, url string, log *slog.Logger) (store.Sto
 		}
 		return st, nil
 	}
-	st, err := bolt.Open(db, bolt.Options{Logger: log})
+	return openBolt(db, bolt.Options{Logger: log})
+}
+
+// openBolt opens the bolt file DB, saying so when it cannot be written.
+func openBolt(db string, opts bolt.Options) (store.Store, error) {
+	st, err := bolt.Open(db, opts)
 	if errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
 		return nil, fmt.Errorf("the database %s cannot be opened for writing (read-only file system or permissions): %w; nothing was changed", db, err)
 	}
@@ -226,7 +233,7 @@ func openData(ctx context.Context, cfg serviceConfig) (store.Store, []byte, erro
 		if err != nil {
 			return nil, nil, err
 		}
-		st, err := openStore(ctx, cfg.DB, "", cfg.Log)
+		st, err := openBolt(cfg.DB, bolt.Options{Logger: cfg.Log, Metrics: cfg.StoreCommits})
 		return st, key, err
 	}
 	if path == "" {
