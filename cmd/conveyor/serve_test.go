@@ -332,9 +332,17 @@ func (b *syncBuffer) String() string {
 // two idle connections per host).
 func TestSandboxTransport(t *testing.T) {
 	t.Parallel()
+	const callers = 64
 	var opened atomic.Int32
+	// Each wave's requests are held until all of them have arrived, so that
+	// every wave needs callers connections at once.
+	arrived := make(chan struct{}, callers)
+	var release atomic.Pointer[chan struct{}]
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
+		gate := *release.Load()
+		arrived <- struct{}{}
+		<-gate
 		w.WriteHeader(http.StatusOK)
 	}))
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
@@ -344,9 +352,10 @@ func TestSandboxTransport(t *testing.T) {
 	}
 	srv.Start()
 	defer srv.Close()
-	client := &http.Client{Timeout: 5 * time.Second, Transport: sandboxTransport()}
-	const callers = 64
+	client := &http.Client{Timeout: 10 * time.Second, Transport: sandboxTransport()}
 	wave := func() {
+		gate := make(chan struct{})
+		release.Store(&gate)
 		var wg sync.WaitGroup
 		for range callers {
 			wg.Go(func() {
@@ -359,12 +368,23 @@ func TestSandboxTransport(t *testing.T) {
 				resp.Body.Close()
 			})
 		}
+		for range callers {
+			select {
+			case <-arrived:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the wave's callbacks did not all arrive")
+			}
+		}
+		close(gate)
 		wg.Wait()
 	}
 	wave()
 	first := opened.Load()
+	if first != callers {
+		t.Fatalf("the first wave of %d concurrent callbacks opened %d connections", callers, first)
+	}
 	wave()
-	if again := opened.Load() - first; again > callers/8 {
-		t.Errorf("the second wave of %d callbacks opened %d new connections (the first %d): idle ones are not kept", callers, again, first)
+	if again := opened.Load() - first; again > 0 {
+		t.Errorf("the second wave of %d callbacks opened %d new connections: idle ones are not kept", callers, again)
 	}
 }
