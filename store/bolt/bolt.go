@@ -118,6 +118,10 @@ type DB struct {
 	quit   chan struct{} // closed by Close: drain the queue and stop
 	exited chan struct{} // closed by the writer when it stops
 
+	// later holds what the writer's transaction leaves for its end (see
+	// deferred).
+	later deferred
+
 	closeOnce sync.Once
 	closeErr  error
 }

@@ -79,10 +79,15 @@ func (c *checker) tasks() {
 	for _, ix := range indexes {
 		c.entries[string(ix.bucket)] = map[string][]byte{}
 	}
+	bodies := 0
 	_ = c.tx.Bucket(bucketTasks).ForEach(func(k, v []byte) error {
-		t, err := decodeTask(v)
-		if err == nil && !bytes.Equal(k, t.ID[:]) {
-			err = fmt.Errorf("holds task %s", t.ID)
+		var t *store.Task
+		err := fmt.Errorf("key of %d bytes", len(k))
+		if len(k) == len(uuid.UUID{}) {
+			t, err = decodeStored(c.tx, uuid.UUID(k), v)
+		}
+		if err == nil && v[0] == recordV2 {
+			bodies++
 		}
 		if err == nil {
 			err = validateTask(t)
@@ -94,6 +99,16 @@ func (c *checker) tasks() {
 		c.task(t)
 		return nil
 	})
+	// Every body belongs to a task stored split; the loop above found the
+	// body of each of those.
+	if n := c.tx.Bucket(bucketBodies).Stats().KeyN; n != bodies {
+		_ = c.tx.Bucket(bucketBodies).ForEach(func(k, _ []byte) error {
+			if v := c.tx.Bucket(bucketTasks).Get(k); len(v) == 0 || v[0] != recordV2 {
+				c.fail("bodies: %x belongs to no task stored split", k)
+			}
+			return nil
+		})
+	}
 }
 
 // task records what one valid task implies.

@@ -3,6 +3,9 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,11 +46,11 @@ func (db *DB) Commit(ctx context.Context, changes ...store.Change) error {
 		ws[i] = w
 	}
 	err := db.submit(ctx, len(changes), func(tx *bbolt.Tx) (func() error, error) {
-		p, err := planCommit(tx, changes, ws)
+		p, err := planCommit(tx, changes, ws, &db.later)
 		if err != nil {
 			return nil, err
 		}
-		return func() error { return p.apply(tx) }, nil
+		return func() error { return p.apply(&db.later) }, nil
 	})
 	if err != nil {
 		return err
@@ -79,9 +82,13 @@ func encodeChange(c store.Change, now time.Time) (write, error) {
 // for a purged one.
 type write struct {
 	old, new *store.Task
-	record   []byte   // new, encoded
-	history  [][]byte // the appended entries, encoded, from old.HistoryLen on
-	audit    []kv     // the audit entries of the appended operator actions
+	// state and body are new's records, encoded; sameBody is set by the
+	// planner when the stored body is byte for byte the new one, which is
+	// then not written again.
+	state, body []byte
+	sameBody    bool
+	history     [][]byte // the appended entries, encoded, from old.HistoryLen on
+	audit       []kv     // the audit entries of the appended operator actions
 }
 
 // kv is a key and its value.
@@ -121,12 +128,13 @@ func (p *plan) add(w write) {
 	}
 }
 
-// checkCounts fails when a counter would go below zero: the counts index then
+// checkCounts fails when a counter would go below zero, counting what the
+// transaction's earlier requests added (later): the counts index then
 // disagrees with the tasks, and writing would hide it.
-func (p *plan) checkCounts(tx *bbolt.Tx) error {
+func (p *plan) checkCounts(tx *bbolt.Tx, later *deferred) error {
 	b := tx.Bucket(bucketCounts)
 	for k, d := range p.counts {
-		if d < 0 && getInt64(b.Get([]byte(k)))+d < 0 {
+		if d < 0 && getInt64(b.Get([]byte(k)))+later.counts[k]+d < 0 {
 			return internal("store: counter %q would go below zero: the counts index is corrupt (run Check)", k)
 		}
 	}
@@ -135,17 +143,15 @@ func (p *plan) checkCounts(tx *bbolt.Tx) error {
 
 // apply writes the plan. It fails only on errors bbolt reports, which the
 // validation that built the plan rules out.
-func (p *plan) apply(tx *bbolt.Tx) error {
-	wb := openWrite(tx)
+func (p *plan) apply(later *deferred) error {
+	wb := later.buckets()
 	for i := range p.writes {
-		if err := wb.apply(&p.writes[i]); err != nil {
+		if err := wb.apply(&p.writes[i], later); err != nil {
 			return err
 		}
 	}
-	if err := addCounters(tx.Bucket(bucketCounts), p.counts); err != nil {
-		return err
-	}
-	return addCounters(tx.Bucket(bucketTotals), p.totals)
+	later.count(p.counts, p.totals)
+	return nil
 }
 
 // planner checks the changes of one request against the stored tasks.
@@ -161,11 +167,11 @@ type planner struct {
 
 // planCommit checks changes, encoded as ws by encodeChange, against tx and
 // returns their plan, or the first change's error.
-func planCommit(tx *bbolt.Tx, changes []store.Change, ws []write) (*plan, error) {
+func planCommit(tx *bbolt.Tx, changes []store.Change, ws []write, later *deferred) (*plan, error) {
 	pl := &planner{
 		tx:     tx,
 		plan:   newPlan(),
-		ids:    map[uuid.UUID]bool{},
+		ids:    make(map[uuid.UUID]bool, len(changes)),
 		refs:   map[string]*store.Task{},
 		tokens: map[string]uuid.UUID{},
 	}
@@ -174,7 +180,7 @@ func planCommit(tx *bbolt.Tx, changes []store.Change, ws []write) (*plan, error)
 			return nil, err
 		}
 	}
-	if err := pl.plan.checkCounts(tx); err != nil {
+	if err := pl.plan.checkCounts(tx, later); err != nil {
 		return nil, err
 	}
 	return pl.plan, nil
@@ -189,10 +195,11 @@ func (pl *planner) change(c store.Change, w write) error {
 		return invalid("store: task %s: changed twice in one commit", n.ID)
 	}
 	pl.ids[n.ID] = true
-	old, err := loadHeader(pl.tx, n.ID)
+	old, same, err := pl.stored(n, w.body)
 	if err != nil {
 		return err
 	}
+	w.sameBody = same
 	if err := store.CheckRev(old, c); err != nil {
 		return err
 	}
@@ -208,6 +215,35 @@ func (pl *planner) change(c store.Change, w write) error {
 	w.old = old
 	pl.plan.add(w)
 	return nil
+}
+
+// stored returns the header of the stored task n changes (nil for a new
+// task), and whether its stored body is body. The body is compared, not
+// decoded, when it is the same: its fields (names, ref, token, marks) are
+// then n's.
+func (pl *planner) stored(n *store.Task, body []byte) (old *store.Task, same bool, err error) {
+	v := pl.tx.Bucket(bucketTasks).Get(n.ID[:])
+	switch {
+	case v == nil:
+		return nil, false, nil
+	case v[0] != recordV2:
+		old, err = decodeTaskRecord(v, false) // a whole record of schema 3
+	default:
+		if old, err = decodeState(n.ID, v); err != nil {
+			break
+		}
+		stored := pl.tx.Bucket(bucketBodies).Get(n.ID[:])
+		if same = bytes.Equal(stored, body); same {
+			old.Process, old.Version, old.Ref, old.InputHash, old.Token, old.Created, old.Marks =
+				n.Process, n.Version, n.Ref, n.InputHash, n.Token, n.Created, n.Marks
+			return old, true, nil
+		}
+		err = decodeStoredBody(old, stored, false)
+	}
+	if err != nil {
+		return nil, false, internal("store: task %s: decode: %v", n.ID, err)
+	}
+	return old, false, nil
 }
 
 // validateTask checks what the indexes need of a record.
@@ -290,7 +326,7 @@ func (pl *planner) claimToken(old, n *store.Task) error {
 func encodeWrite(n *store.Task, entries []store.HistoryEntry) (write, error) {
 	w := write{new: n}
 	var err error
-	if w.record, err = encodeTask(n); err != nil {
+	if w.state, w.body, err = encodeTask(n); err != nil {
 		return write{}, invalid("store: task %s: encode: %v", n.ID, err)
 	}
 	for i := range entries {
@@ -340,13 +376,13 @@ func keyOf(t *store.Task, key func(*store.Task) []byte) []byte {
 // writeBuckets are the buckets a plan writes, looked up once per apply
 // rather than once per write and index.
 type writeBuckets struct {
-	tasks, history, audit, auditByTask *bbolt.Bucket
-	indexes                            []*bbolt.Bucket // in the order of indexes
+	tasks, bodies, history, audit, auditByTask *bbolt.Bucket
+	indexes                                    []*bbolt.Bucket // in the order of indexes
 }
 
 func openWrite(tx *bbolt.Tx) *writeBuckets {
 	wb := &writeBuckets{
-		tasks: writable(tx, bucketTasks), history: writable(tx, bucketHistory),
+		tasks: writable(tx, bucketTasks), bodies: writable(tx, bucketBodies), history: writable(tx, bucketHistory),
 		audit: writable(tx, bucketAudit), auditByTask: writable(tx, bucketAuditByTask),
 		indexes: make([]*bbolt.Bucket, len(indexes)),
 	}
@@ -358,17 +394,117 @@ func openWrite(tx *bbolt.Tx) *writeBuckets {
 
 // apply writes the record, its history and the index entries that differ
 // between old and new.
-func (wb *writeBuckets) apply(w *write) error {
+//
+// The entries of the indexes no later request of the batch reads (timers,
+// by-node, by-status, finished) are queued in later instead, and written at
+// the end of the transaction in key order: a burst moves thousands of tasks
+// per transaction, and writing each index's entries in order keeps bbolt's
+// descent through the tree on pages it has just visited.
+func (wb *writeBuckets) apply(w *write, later *deferred) error {
 	id := w.id()
 	if err := wb.writeRecord(w, id); err != nil {
 		return err
 	}
 	for i, ix := range indexes {
+		if !ix.byID {
+			later.move(i, wb.indexes[i], keyOf(w.old, ix.key), keyOf(w.new, ix.key))
+			continue
+		}
 		if err := moveEntry(wb.indexes[i], ix, w, id); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// deferred is what the writer's current transaction has applied but leaves
+// for its end: the entries of set-like indexes (whose value is empty), which
+// flush writes in key order, and the counter deltas, summed over the
+// transaction so that a burst of moves between the same two nodes updates
+// each counter once instead of once per task. It also keeps the
+// transaction's bucket handles. Only the writer goroutine uses it.
+type deferred struct {
+	tx             *bbolt.Tx
+	wb             *writeBuckets
+	ops            []laterOp
+	counts, totals map[string]int64
+}
+
+// laterOp deletes (put false) or puts the entry key of index ix, held in b.
+type laterOp struct {
+	ix  int
+	b   *bbolt.Bucket
+	key []byte
+	put bool
+}
+
+// reset starts (or starts again) the transaction tx with nothing pending.
+func (l *deferred) reset(tx *bbolt.Tx) {
+	l.tx, l.wb, l.ops = tx, nil, l.ops[:0]
+	if l.counts == nil {
+		l.counts, l.totals = map[string]int64{}, map[string]int64{}
+	}
+	clear(l.counts)
+	clear(l.totals)
+}
+
+// buckets returns the transaction's buckets, looked up once.
+func (l *deferred) buckets() *writeBuckets {
+	if l.wb == nil {
+		l.wb = openWrite(l.tx)
+	}
+	return l.wb
+}
+
+// count adds a request's counter deltas.
+func (l *deferred) count(counts, totals map[string]int64) {
+	for k, d := range counts {
+		l.counts[k] += d
+	}
+	for k, d := range totals {
+		l.totals[k] += d
+	}
+}
+
+// move queues what replaces the entry old by new (either may be nil).
+func (l *deferred) move(ix int, b *bbolt.Bucket, old, new []byte) {
+	if bytes.Equal(old, new) {
+		return
+	}
+	if old != nil {
+		l.ops = append(l.ops, laterOp{ix: ix, b: b, key: old})
+	}
+	if new != nil {
+		l.ops = append(l.ops, laterOp{ix: ix, b: b, key: new, put: true})
+	}
+}
+
+// flush writes the queued entries, index by index in key order. The sort
+// is stable, so two operations on one key (a task moved twice in one
+// transaction) keep their order.
+func (l *deferred) flush() error {
+	slices.SortStableFunc(l.ops, func(a, b laterOp) int {
+		if a.ix != b.ix {
+			return a.ix - b.ix
+		}
+		return bytes.Compare(a.key, b.key)
+	})
+	for _, op := range l.ops {
+		var err error
+		if op.put {
+			err = op.b.Put(op.key, empty)
+		} else {
+			err = op.b.Delete(op.key)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	l.ops = l.ops[:0]
+	if err := addCounters(l.tx.Bucket(bucketCounts), l.counts); err != nil {
+		return err
+	}
+	return addCounters(l.tx.Bucket(bucketTotals), l.totals)
 }
 
 // writeRecord puts (or for a purge deletes) the task and its history.
@@ -378,10 +514,18 @@ func (wb *writeBuckets) writeRecord(w *write, id uuid.UUID) error {
 		if err := tasks.Delete(id[:]); err != nil {
 			return err
 		}
+		if err := wb.bodies.Delete(id[:]); err != nil {
+			return err
+		}
 		return deletePrefix(history, id[:])
 	}
-	if err := tasks.Put(id[:], w.record); err != nil {
+	if err := tasks.Put(id[:], w.state); err != nil {
 		return err
+	}
+	if !w.sameBody {
+		if err := wb.bodies.Put(id[:], w.body); err != nil {
+			return err
+		}
 	}
 	var base uint32
 	if w.old != nil {
@@ -409,7 +553,7 @@ const appendFill = 0.9
 // the creation time in front of their random part). refs and timers have
 // keys in no useful order and keep bbolt's default.
 var appendOrdered = map[string]bool{
-	string(bucketTasks): true, string(bucketHistory): true,
+	string(bucketTasks): true, string(bucketBodies): true, string(bucketHistory): true,
 	string(bucketTokens): true, string(bucketByNode): true, string(bucketByStatus): true, string(bucketFinished): true,
 	string(bucketAudit): true, string(bucketAuditByTask): true,
 }
@@ -499,24 +643,44 @@ func deletePrefix(b *bbolt.Bucket, prefix []byte) error {
 
 // loadTask returns the stored task with id, or nil when there is none.
 func loadTask(tx *bbolt.Tx, id uuid.UUID) (*store.Task, error) {
-	return load(tx, id, decodeTask)
-}
-
-// loadHeader is loadTask without the task's data and early callbacks.
-func loadHeader(tx *bbolt.Tx, id uuid.UUID) (*store.Task, error) {
-	return load(tx, id, decodeTaskHeader)
-}
-
-func load(tx *bbolt.Tx, id uuid.UUID, decode func([]byte) (*store.Task, error)) (*store.Task, error) {
 	v := tx.Bucket(bucketTasks).Get(id[:])
 	if v == nil {
 		return nil, nil
 	}
-	t, err := decode(v)
+	t, err := decodeStored(tx, id, v)
 	if err != nil {
 		return nil, internal("store: task %s: decode: %v", id, err)
 	}
 	return t, nil
+}
+
+// decodeStored decodes the whole task whose tasks-bucket value is v: a
+// state record and the body stored beside it, or a whole record of schema 3
+// or older.
+func decodeStored(tx *bbolt.Tx, id uuid.UUID, v []byte) (*store.Task, error) {
+	if len(v) == 0 || v[0] != recordV2 {
+		t, err := decodeTaskRecord(v, true)
+		if err == nil && t.ID != id {
+			err = fmt.Errorf("the record holds task %s", t.ID)
+		}
+		return t, err
+	}
+	t, err := decodeState(id, v)
+	if err != nil {
+		return nil, err
+	}
+	return t, decodeStoredBody(t, tx.Bucket(bucketBodies).Get(id[:]), true)
+}
+
+// decodeStoredBody decodes a stored body into t; a missing one is damage.
+func decodeStoredBody(t *store.Task, body []byte, full bool) error {
+	if body == nil {
+		return errors.New("the task's body record is missing")
+	}
+	if err := decodeBody(t, body, full); err != nil {
+		return fmt.Errorf("body: %w", err)
+	}
+	return nil
 }
 
 // loadIndexed returns the task an index entry's value names; a missing task

@@ -22,76 +22,159 @@ import (
 // task and history records, which always start with '{': the decoders still
 // read them, and a record is rewritten in binary the next time it changes.
 
-// recordV1 is the first byte of a binary record: the format's version. JSON
-// records start with '{', so the two can never be confused.
+// recordV1 is the first byte of a binary history entry and of a whole task
+// record of schema 3: the format's version. JSON records start with '{', so
+// the two can never be confused.
 const recordV1 = 0x01
 
 // errShort is the error of a binary record that ends before its last field.
 var errShort = errors.New("record is truncated")
 
-// A binary task record is recordV1, then the fields in this order: id (16
-// bytes), process, version, ref, input hash, node, status, token, timer
-// (strings: uvarint length + bytes), timer at (time: varint unix seconds +
-// uvarint nanoseconds), attempt, steps (varints), rev, history length
-// (uvarints), created, updated, entered, finished (times), error (a 0 byte,
-// or 1 then code, description, node), marks (uvarint count, then hash, node,
-// at each), early callbacks (uvarint count, then content type, body, actor,
-// at each), and last the data (uvarint length + bytes). The data and the
-// early bodies come last so that decodeTaskHeader can stop before copying
-// them.
+// Since schema 4 a task is stored as two records under its id: its state in
+// the tasks bucket and its body in the bodies bucket. The state is what
+// moves on every event (node, status, timer, counters, times): a few dozen
+// bytes, so that a burst of timeouts spread over a large file rewrites one
+// small page entry per task instead of the task's whole record, and many
+// tasks share a page. The body holds what is set once or changes only with
+// the data (names, ref, token, marks, early callbacks, data); the writer
+// puts it only when its bytes differ from the stored ones.
+//
+// A state record is recordV2, then node, status, timer (strings), timer at
+// (time: varint unix seconds + uvarint nanoseconds), attempt, steps
+// (varints), rev, history length (uvarints), updated, entered, finished
+// (times), error (a 0 byte, or 1 then code, description, node). The id is
+// the key.
+//
+// A body record is recordV2, then process, version, ref, input hash, token
+// (strings), created (time), marks (uvarint count, then hash, node, at
+// each), early callbacks (uvarint count, then content type, body, actor, at
+// each), and last the data (uvarint length + bytes). The early bodies and
+// the data come last so that a header decode can stop before copying them.
+//
+// Records of schema 3 and older (one recordV1 or JSON record per task in the
+// tasks bucket, see decodeTaskRecord) are still read; the task's next commit
+// writes it split.
 
-func encodeTask(t *store.Task) ([]byte, error) {
-	n := 96 + len(t.Process) + len(t.Version) + len(t.Ref) + len(t.InputHash) + len(t.Node) +
-		len(t.Status) + len(t.Token) + len(t.Timer) + len(t.Data)
+// recordV2 is the first byte of a split task record (state or body).
+const recordV2 = 0x02
+
+// encodeTask encodes t as its state and body records.
+func encodeTask(t *store.Task) (state, body []byte, err error) {
+	state = make([]byte, 0, 64+len(t.Node)+len(t.Status)+len(t.Timer))
+	state = append(state, recordV2)
+	for _, s := range [...]string{t.Node, string(t.Status), t.Timer} {
+		state = appendString(state, s)
+	}
+	state = appendTime(state, t.TimerAt)
+	state = binary.AppendVarint(state, int64(t.Attempt))
+	state = binary.AppendVarint(state, int64(t.Steps))
+	state = binary.AppendUvarint(state, t.Rev)
+	state = binary.AppendUvarint(state, uint64(t.HistoryLen))
+	for _, at := range [...]time.Time{t.Updated, t.Entered, t.Finished} {
+		state = appendTime(state, at)
+	}
+	state = appendError(state, t.Error)
+
+	n := 48 + len(t.Process) + len(t.Version) + len(t.Ref) + len(t.InputHash) + len(t.Token) + len(t.Data)
 	for _, e := range t.Early {
 		n += 32 + len(e.Body) + len(e.ContentType) + len(e.Actor)
 	}
 	n += len(t.Marks) * 64
-	b := make([]byte, 0, n)
-	b = append(b, recordV1)
-	b = append(b, t.ID[:]...)
-	for _, s := range [...]string{t.Process, t.Version, t.Ref, t.InputHash, t.Node, string(t.Status), t.Token, t.Timer} {
-		b = appendString(b, s)
+	body = make([]byte, 0, n)
+	body = append(body, recordV2)
+	for _, s := range [...]string{t.Process, t.Version, t.Ref, t.InputHash, t.Token} {
+		body = appendString(body, s)
 	}
-	b = appendTime(b, t.TimerAt)
-	b = binary.AppendVarint(b, int64(t.Attempt))
-	b = binary.AppendVarint(b, int64(t.Steps))
-	b = binary.AppendUvarint(b, t.Rev)
-	b = binary.AppendUvarint(b, uint64(t.HistoryLen))
-	for _, at := range [...]time.Time{t.Created, t.Updated, t.Entered, t.Finished} {
-		b = appendTime(b, at)
+	body = appendTime(body, t.Created)
+	body = appendMarks(body, t.Marks)
+	body = appendEarly(body, t.Early)
+	return state, appendBytes(body, t.Data), nil
+}
+
+func appendError(b []byte, e *store.TaskError) []byte {
+	if e == nil {
+		return append(b, 0)
 	}
-	if t.Error == nil {
-		b = append(b, 0)
-	} else {
-		b = append(b, 1)
-		b = appendString(b, t.Error.Code)
-		b = appendString(b, t.Error.Description)
-		b = appendString(b, t.Error.Node)
-	}
-	b = binary.AppendUvarint(b, uint64(len(t.Marks)))
-	for _, m := range t.Marks {
+	b = append(b, 1)
+	b = appendString(b, e.Code)
+	b = appendString(b, e.Description)
+	return appendString(b, e.Node)
+}
+
+func appendMarks(b []byte, marks []store.Mark) []byte {
+	b = binary.AppendUvarint(b, uint64(len(marks)))
+	for _, m := range marks {
 		b = appendString(b, m.Hash)
 		b = appendString(b, m.Node)
 		b = appendTime(b, m.At)
 	}
-	b = binary.AppendUvarint(b, uint64(len(t.Early)))
-	for _, e := range t.Early {
+	return b
+}
+
+func appendEarly(b []byte, early []store.Early) []byte {
+	b = binary.AppendUvarint(b, uint64(len(early)))
+	for _, e := range early {
 		b = appendString(b, e.ContentType)
 		b = appendBytes(b, e.Body)
 		b = appendString(b, e.Actor)
 		b = appendTime(b, e.At)
 	}
-	return appendBytes(b, t.Data), nil
+	return b
 }
 
-// decodeTask decodes a whole task record.
-func decodeTask(b []byte) (*store.Task, error) { return decodeTaskRecord(b, true) }
+// decodeState decodes the state record of task id.
+func decodeState(id uuid.UUID, b []byte) (*store.Task, error) {
+	r, err := newReader(b, recordV2)
+	if err != nil {
+		return nil, err
+	}
+	t := &store.Task{ID: id}
+	var status string
+	for _, s := range [...]*string{&t.Node, &status, &t.Timer} {
+		*s = r.string()
+	}
+	t.Status = store.Status(status)
+	t.TimerAt = r.time()
+	t.Attempt, t.Steps = int(r.varint()), int(r.varint())
+	t.Rev, t.HistoryLen = r.uvarint(), uint32(r.uvarint())
+	for _, at := range [...]*time.Time{&t.Updated, &t.Entered, &t.Finished} {
+		*at = r.time()
+	}
+	t.Error = r.taskError()
+	r.end()
+	if r.err != nil {
+		return nil, r.err
+	}
+	return t, nil
+}
 
-// decodeTaskHeader decodes a task record without its data and early
-// callbacks: what the writer needs to diff the indexes and check a change.
-func decodeTaskHeader(b []byte) (*store.Task, error) { return decodeTaskRecord(b, false) }
+// decodeBody decodes a body record into t; without full it stops before the
+// early callbacks and the data.
+func decodeBody(t *store.Task, b []byte, full bool) error {
+	r, err := newReader(b, recordV2)
+	if err != nil {
+		return err
+	}
+	for _, s := range [...]*string{&t.Process, &t.Version, &t.Ref, &t.InputHash, &t.Token} {
+		*s = r.string()
+	}
+	t.Created = r.time()
+	t.Marks = r.marks()
+	if !full {
+		return r.err
+	}
+	t.Early = r.early()
+	t.Data = r.bytes()
+	r.end()
+	return r.err
+}
 
+// decodeTaskRecord decodes a whole task record of schema 3 or older: JSON,
+// or recordV1 then id (16 bytes), process, version, ref, input hash, node,
+// status, token, timer (strings), timer at (time), attempt, steps (varints),
+// rev, history length (uvarints), created, updated, entered, finished
+// (times), error, marks, early callbacks, and last the data. Without full it
+// stops before the early callbacks and the data.
 func decodeTaskRecord(b []byte, full bool) (*store.Task, error) {
 	if len(b) > 0 && b[0] == '{' {
 		t := new(store.Task)
@@ -100,7 +183,7 @@ func decodeTaskRecord(b []byte, full bool) (*store.Task, error) {
 		}
 		return t, nil
 	}
-	r, err := newReader(b)
+	r, err := newReader(b, recordV1)
 	if err != nil {
 		return nil, err
 	}
@@ -117,36 +200,60 @@ func decodeTaskRecord(b []byte, full bool) (*store.Task, error) {
 	for _, at := range [...]*time.Time{&t.Created, &t.Updated, &t.Entered, &t.Finished} {
 		*at = r.time()
 	}
-	switch r.byte() {
-	case 0:
-	case 1:
-		t.Error = &store.TaskError{Code: r.string(), Description: r.string(), Node: r.string()}
-	default:
-		r.fail(fmt.Errorf("bad error flag"))
-	}
-	if n := r.count(); n > 0 {
-		t.Marks = make([]store.Mark, n)
-		for i := range t.Marks {
-			t.Marks[i] = store.Mark{Hash: r.string(), Node: r.string(), At: r.time()}
-		}
-	}
+	t.Error = r.taskError()
+	t.Marks = r.marks()
 	if !full {
 		return t, r.err
 	}
-	if n := r.count(); n > 0 {
-		t.Early = make([]store.Early, n)
-		for i := range t.Early {
-			t.Early[i] = store.Early{ContentType: r.string(), Body: r.bytes(), Actor: r.string(), At: r.time()}
-		}
-	}
+	t.Early = r.early()
 	t.Data = r.bytes()
-	if r.err == nil && len(r.b) > 0 {
-		r.fail(fmt.Errorf("%d bytes after the last field", len(r.b)))
-	}
+	r.end()
 	if r.err != nil {
 		return nil, r.err
 	}
 	return t, nil
+}
+
+func (r *reader) taskError() *store.TaskError {
+	switch r.byte() {
+	case 0:
+	case 1:
+		return &store.TaskError{Code: r.string(), Description: r.string(), Node: r.string()}
+	default:
+		r.fail(fmt.Errorf("bad error flag"))
+	}
+	return nil
+}
+
+func (r *reader) marks() []store.Mark {
+	n := r.count()
+	if n == 0 {
+		return nil
+	}
+	marks := make([]store.Mark, n)
+	for i := range marks {
+		marks[i] = store.Mark{Hash: r.string(), Node: r.string(), At: r.time()}
+	}
+	return marks
+}
+
+func (r *reader) early() []store.Early {
+	n := r.count()
+	if n == 0 {
+		return nil
+	}
+	early := make([]store.Early, n)
+	for i := range early {
+		early[i] = store.Early{ContentType: r.string(), Body: r.bytes(), Actor: r.string(), At: r.time()}
+	}
+	return early
+}
+
+// end fails a record that goes on after its last field.
+func (r *reader) end() {
+	if r.err == nil && len(r.b) > 0 {
+		r.fail(fmt.Errorf("%d bytes after the last field", len(r.b)))
+	}
 }
 
 // A binary history entry is recordV1, then seq (uvarint), at (time), from,
@@ -169,7 +276,7 @@ func decodeHistory(b []byte) (store.HistoryEntry, error) {
 		err := json.Unmarshal(b, &h)
 		return h, err
 	}
-	r, err := newReader(b)
+	r, err := newReader(b, recordV1)
 	if err != nil {
 		return h, err
 	}
@@ -178,9 +285,7 @@ func decodeHistory(b []byte) (store.HistoryEntry, error) {
 	for _, s := range [...]*string{&h.From, &h.To, &h.Event, &h.Actor, &h.Reason, &h.Detail, &h.JobID} {
 		*s = r.string()
 	}
-	if r.err == nil && len(r.b) > 0 {
-		r.fail(fmt.Errorf("%d bytes after the last field", len(r.b)))
-	}
+	r.end()
 	return h, r.err
 }
 
@@ -206,11 +311,12 @@ type reader struct {
 	err error
 }
 
-func newReader(b []byte) (*reader, error) {
+// newReader reads a record of the given format.
+func newReader(b []byte, format byte) (*reader, error) {
 	switch {
 	case len(b) == 0:
 		return nil, errShort
-	case b[0] != recordV1:
+	case b[0] != format:
 		return nil, fmt.Errorf("unknown record format 0x%02x", b[0])
 	}
 	return &reader{b: b[1:]}, nil

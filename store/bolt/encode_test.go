@@ -1,8 +1,10 @@
 package bolt
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,52 +34,106 @@ func fullTask() *store.Task {
 	}
 }
 
+// encodeTaskV1 writes a whole task record as schema 3 did (recordV1): the
+// files of older builds hold these, and the store must still read them.
+func encodeTaskV1(t *store.Task) []byte {
+	b := []byte{recordV1}
+	b = append(b, t.ID[:]...)
+	for _, s := range [...]string{t.Process, t.Version, t.Ref, t.InputHash, t.Node, string(t.Status), t.Token, t.Timer} {
+		b = appendString(b, s)
+	}
+	b = appendTime(b, t.TimerAt)
+	b = binary.AppendVarint(b, int64(t.Attempt))
+	b = binary.AppendVarint(b, int64(t.Steps))
+	b = binary.AppendUvarint(b, t.Rev)
+	b = binary.AppendUvarint(b, uint64(t.HistoryLen))
+	for _, at := range [...]time.Time{t.Created, t.Updated, t.Entered, t.Finished} {
+		b = appendTime(b, at)
+	}
+	b = appendError(b, t.Error)
+	b = appendMarks(b, t.Marks)
+	b = appendEarly(b, t.Early)
+	return appendBytes(b, t.Data)
+}
+
+// decodeSplit decodes a state and a body record as the store does.
+func decodeSplit(id uuid.UUID, state, body []byte, full bool) (*store.Task, error) {
+	t, err := decodeState(id, state)
+	if err != nil {
+		return nil, err
+	}
+	if err := decodeBody(t, body, full); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
 func TestEncodeTask(t *testing.T) {
 	t.Parallel()
 	t.Run("round-trips_every_field", func(t *testing.T) {
 		t.Parallel()
 		for _, want := range []*store.Task{fullTask(), newTask("p", ""), {ID: uuid.New(), Process: "p", Status: store.StatusActive}} {
-			b, err := encodeTask(want)
+			state, body, err := encodeTask(want)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := decodeTask(b)
+			got, err := decodeSplit(want.ID, state, body, true)
 			if err != nil {
-				t.Fatalf("decodeTask: %v", err)
+				t.Fatalf("decode: %v", err)
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("decodeTask(encodeTask(t)) (-want +got):\n%s", diff)
+				t.Errorf("decode(encodeTask(t)) (-want +got):\n%s", diff)
 			}
 		}
 	})
 	t.Run("decodes_the_header_without_data_or_early_callbacks", func(t *testing.T) {
 		t.Parallel()
 		task := fullTask()
-		b, _ := encodeTask(task)
-		got, err := decodeTaskHeader(b)
+		state, body, _ := encodeTask(task)
+		got, err := decodeSplit(task.ID, state, body, false)
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := task.Clone()
 		want.Data, want.Early = nil, nil
 		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("decodeTaskHeader (-want +got):\n%s", diff)
+			t.Errorf("header decode (-want +got):\n%s", diff)
 		}
 	})
-	t.Run("reads_records_written_as_JSON_before_the_binary_format", func(t *testing.T) {
+	t.Run("keeps_what_moves_on_every_event_in_a_small_state_record", func(t *testing.T) {
+		t.Parallel()
+		// A task waiting in a callback node, as a million of them are in the
+		// scale benchmark: its state must stay a small fraction of a page,
+		// whatever its names, token and data.
+		task := newTask("bench-wait", "w-0000001")
+		task.Node, task.Status, task.Timer = "wait", store.StatusWaiting, "timeout"
+		task.TimerAt = task.Created.Add(time.Hour)
+		task.InputHash = strings.Repeat("5f", 32)
+		task.Token = "01a2025585b8TrBHPwf9w6miLeh2nsBrJ2pkWaU"
+		task.Data = []byte(`{"amount":12.34,"currency":"UAH","due":1795339088,"order_id":"w-0000001"}`)
+		state, body, _ := encodeTask(task)
+		if len(state) > 64 {
+			t.Errorf("state record is %d bytes, want at most 64 (body %d)", len(state), len(body))
+		}
+	})
+	t.Run("reads_whole_records_of_schema_3_and_JSON_records_before_them", func(t *testing.T) {
 		t.Parallel()
 		want := fullTask()
-		b, err := json.Marshal(want)
+		j, err := json.Marshal(want)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for name, decode := range map[string]func([]byte) (*store.Task, error){"full": decodeTask, "header": decodeTaskHeader} {
-			got, err := decode(b)
+		for name, b := range map[string][]byte{"JSON": j, "recordV1": encodeTaskV1(want)} {
+			got, err := decodeTaskRecord(b, true)
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("%s decode of a JSON record (-want +got):\n%s", name, diff)
+				t.Errorf("decode of a %s record (-want +got):\n%s", name, diff)
+			}
+			head, err := decodeTaskRecord(b, false)
+			if err != nil || head.Node != want.Node || head.Marks == nil {
+				t.Errorf("header decode of a %s record = %+v, %v", name, head, err)
 			}
 		}
 	})
@@ -85,25 +141,49 @@ func TestEncodeTask(t *testing.T) {
 		t.Parallel()
 		task := newTask("liqpay-hold", "order-1")
 		task.Data = []byte(`{"amount":"100.50","currency":"UAH","description":"hold for order 1","phone":"380950000001"}`)
-		b, _ := encodeTask(task)
+		state, body, _ := encodeTask(task)
 		j, _ := json.Marshal(task)
-		if len(b)*2 > len(j) {
-			t.Errorf("binary record is %d bytes, JSON %d: want at most half", len(b), len(j))
+		if n := len(state) + len(body); n*2 > len(j) {
+			t.Errorf("binary records are %d bytes, JSON %d: want at most half", n, len(j))
 		}
 	})
 	t.Run("fails_cleanly_on_every_truncation_and_unknown_format", func(t *testing.T) {
 		t.Parallel()
-		b, _ := encodeTask(fullTask())
-		for n := range len(b) {
-			if _, err := decodeTask(b[:n]); err == nil {
-				t.Errorf("decodeTask of the first %d of %d bytes succeeded, want an error", n, len(b))
+		task := fullTask()
+		state, body, _ := encodeTask(task)
+		for n := range len(state) {
+			if _, err := decodeState(task.ID, state[:n]); err == nil {
+				t.Errorf("decodeState of the first %d of %d bytes succeeded, want an error", n, len(state))
 			}
 		}
-		if _, err := decodeTask(append([]byte{0x7f}, b[1:]...)); err == nil {
-			t.Error("decodeTask of an unknown format succeeded")
+		for n := range len(body) {
+			if err := decodeBody(new(store.Task), body[:n], true); err == nil {
+				t.Errorf("decodeBody of the first %d of %d bytes succeeded, want an error", n, len(body))
+			}
 		}
-		if _, err := decodeTask(append(b[:len(b):len(b)], 0)); err == nil {
-			t.Error("decodeTask with a trailing byte succeeded")
+		v1 := encodeTaskV1(task)
+		for n := range len(v1) {
+			if _, err := decodeTaskRecord(v1[:n], true); err == nil {
+				t.Errorf("decodeTaskRecord of the first %d of %d bytes succeeded, want an error", n, len(v1))
+			}
+		}
+		for name, b := range map[string][]byte{"state": state, "body": body, "recordV1": v1} {
+			unknown := append([]byte{0x7f}, b[1:]...)
+			trailing := append(b[:len(b):len(b)], 0)
+			for what, b := range map[string][]byte{"an unknown format": unknown, "a trailing byte": trailing} {
+				var err error
+				switch name {
+				case "state":
+					_, err = decodeState(task.ID, b)
+				case "body":
+					err = decodeBody(new(store.Task), b, true)
+				default:
+					_, err = decodeTaskRecord(b, true)
+				}
+				if err == nil {
+					t.Errorf("decoding a %s record with %s succeeded", name, what)
+				}
+			}
 		}
 	})
 }
@@ -154,6 +234,9 @@ func TestOpen_readsAndRewritesJSONRecords(t *testing.T) {
 		if err := tx.Bucket(bucketTasks).Put(task.ID[:], tb); err != nil {
 			return err
 		}
+		if err := tx.Bucket(bucketBodies).Delete(task.ID[:]); err != nil { // schema 3 had none
+			return err
+		}
 		return tx.Bucket(bucketHistory).Put(historyKey(task.ID, 0), hb)
 	})
 
@@ -172,8 +255,11 @@ func TestOpen_readsAndRewritesJSONRecords(t *testing.T) {
 	}
 	mustCheck(t, db)
 	err = db.bolt.View(func(tx *bbolt.Tx) error {
-		if v := tx.Bucket(bucketTasks).Get(task.ID[:]); len(v) == 0 || v[0] != recordV1 {
-			return fmt.Errorf("record after a commit starts with %q, want the binary format", v[:1])
+		if v := tx.Bucket(bucketTasks).Get(task.ID[:]); len(v) == 0 || v[0] != recordV2 {
+			return fmt.Errorf("record after a commit starts with %q, want a state record", v[:1])
+		}
+		if v := tx.Bucket(bucketBodies).Get(task.ID[:]); len(v) == 0 || v[0] != recordV2 {
+			return fmt.Errorf("no body record after a commit (%q)", v)
 		}
 		return nil
 	})
@@ -229,30 +315,41 @@ func rewrite(t *testing.T, path string, fn func(*bbolt.Tx) error) {
 	}
 }
 
-// FuzzDecodeTask feeds damaged and arbitrary records to the decoder: it must
-// fail or succeed, never panic or allocate without bound, and what it
-// decodes must encode and decode to the same task.
+// FuzzDecodeTask feeds damaged and arbitrary records to the decoders (a
+// state and a body record, and the same bytes as a whole record of schema 3
+// or JSON): they must fail or succeed, never panic or allocate without
+// bound, and what they decode must encode and decode to the same task.
 func FuzzDecodeTask(f *testing.F) {
 	for _, task := range []*store.Task{fullTask(), newTask("p", "r")} {
-		b, _ := encodeTask(task)
-		f.Add(b)
+		state, body, _ := encodeTask(task)
+		f.Add(state, body)
 		j, _ := json.Marshal(task)
-		f.Add(j)
+		f.Add(j, body)
+		f.Add(encodeTaskV1(task), body)
 	}
-	f.Add([]byte{recordV1})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		task, err := decodeTask(b)
-		if err != nil {
-			return
+	f.Add([]byte{recordV2}, []byte{recordV2})
+	id := uuid.MustParse("01a20255-85b8-7028-9903-1b43555d9994")
+	f.Fuzz(func(t *testing.T, state, body []byte) {
+		tasks := map[string]*store.Task{}
+		if task, err := decodeSplit(id, state, body, true); err == nil {
+			if _, err := decodeSplit(id, state, body, false); err != nil {
+				t.Fatalf("the header of records that decode fails: %v", err)
+			}
+			tasks["split"] = task
 		}
-		if _, err := decodeTaskHeader(b); err != nil {
-			t.Fatalf("the header of a record that decodes fails: %v", err)
+		if task, err := decodeTaskRecord(state, true); err == nil {
+			if _, err := decodeTaskRecord(state, false); err != nil {
+				t.Fatalf("the header of a whole record that decodes fails: %v", err)
+			}
+			tasks["whole"] = task
 		}
-		again, _ := encodeTask(task)
-		got, err := decodeTask(again)
-		// Binary has no empty-but-present lists: JSON's [] comes back nil.
-		if err != nil || !cmp.Equal(task, got, cmpopts.EquateEmpty()) {
-			t.Fatalf("re-encoded record decodes to %+v, %v; want %+v", got, err, task)
+		for name, task := range tasks {
+			s, b, _ := encodeTask(task)
+			got, err := decodeSplit(task.ID, s, b, true)
+			// Binary has no empty-but-present lists: JSON's [] comes back nil.
+			if err != nil || !cmp.Equal(task, got, cmpopts.EquateEmpty()) {
+				t.Fatalf("%s: re-encoded records decode to %+v, %v; want %+v", name, got, err, task)
+			}
 		}
 	})
 }

@@ -14,7 +14,8 @@ import (
 // Bucket names. Every integer in a key is big-endian, so byte order is numeric
 // order, and names are joined with a 0x00 separator, which names may not hold.
 var (
-	bucketTasks   = []byte("tasks")   // id -> encoded Task
+	bucketTasks   = []byte("tasks")   // id -> a task's state record (schema 3 and older: its whole record)
+	bucketBodies  = []byte("bodies")  // id -> a task's body record (encode.go)
 	bucketHistory = []byte("history") // id + seq u32 -> encoded HistoryEntry
 	bucketRefs    = []byte("refs")    // process 0 ref -> id
 	bucketTokens  = []byte("tokens")  // token -> id
@@ -39,7 +40,7 @@ var (
 	bucketAlarmLog    = []byte("alarmlog")    // at unix-nano u64 + process 0 node 0 seq u64 -> JSON AlarmCrossing
 
 	allBuckets = [][]byte{
-		bucketTasks, bucketHistory, bucketRefs, bucketTokens, bucketTimers,
+		bucketTasks, bucketBodies, bucketHistory, bucketRefs, bucketTokens, bucketTimers,
 		bucketByNode, bucketByStatus, bucketCounts, bucketTotals,
 		bucketFinished, bucketVersions, bucketMeta,
 		bucketAudit, bucketAuditByTask, bucketJobs, bucketJobResults, bucketAlarms, bucketAlarmLog,
@@ -54,7 +55,10 @@ var schemaKey = []byte("schema")
 // file by creating their buckets and filling the audit log from the history.
 // Version 3 dropped the runnable index (bystatus's "active" range is the
 // same set, and keeping both cost two writes per task).
-const schemaVersion uint32 = 3
+// Version 4 split a task's record into its state (tasks) and its body
+// (bodies); records of older files are read as they are and written split
+// on their task's next commit, so the upgrade only creates the bucket.
+const schemaVersion uint32 = 4
 
 // empty is the value of set-like index entries.
 var empty = []byte{}

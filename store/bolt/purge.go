@@ -32,7 +32,7 @@ func (db *DB) Purge(ctx context.Context, t time.Time, limit int) (int, error) {
 		if n = len(p.writes); n == 0 {
 			return nil, nil
 		}
-		return func() error { return p.apply(tx) }, nil
+		return func() error { return p.apply(&db.later) }, nil
 	})
 	if err != nil {
 		return 0, err

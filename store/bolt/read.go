@@ -200,7 +200,7 @@ func scanTasks(tx *bbolt.Tx, after []byte, visit func(*store.Task) bool) error {
 	var err error
 	descend(tx.Bucket(bucketTasks).Cursor(), nil, after, func(k, v []byte) bool {
 		var t *store.Task
-		if t, err = decodeTask(v); err != nil {
+		if t, err = decodeStored(tx, uuid.UUID(k), v); err != nil {
 			err = internal("store: task %x: decode: %v", k, err)
 			return false
 		}

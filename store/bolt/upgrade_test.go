@@ -1,7 +1,10 @@
 package bolt
 
 import (
+	"bytes"
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
@@ -136,4 +139,110 @@ func TestOpen_refusesANewerSchema(t *testing.T) {
 		db.Close()
 		t.Fatal("Open of a newer schema succeeded")
 	}
+}
+
+// TestOpen_upgradesSchema3 opens a file as version 3 left it, one whole
+// record per task and no bodies: reads serve the old records, a commit
+// writes its task split and leaves the others alone, a timeout-like commit
+// that keeps the body writes only the state, and purging an old record
+// works.
+func TestOpen_upgradesSchema3(t *testing.T) {
+	t.Parallel()
+	ctx, path := t.Context(), tempPath(t)
+	db := openTest(t, path, Options{})
+	tasks := []*store.Task{newTask("payment", "a"), newTask("payment", "b"), newTask("payment", "c")}
+	for _, task := range tasks {
+		task.Token = "tok-" + task.Ref
+		if err := db.Commit(ctx, creation(task)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rewrite(t, path, func(tx *bbolt.Tx) error {
+		for _, task := range tasks {
+			if err := tx.Bucket(bucketTasks).Put(task.ID[:], encodeTaskV1(task)); err != nil {
+				return err
+			}
+		}
+		if err := tx.DeleteBucket(bucketBodies); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(schemaKey, putUint32(3))
+	})
+
+	db = openTest(t, path, Options{})
+	mustCheck(t, db)
+	for _, task := range tasks {
+		got, err := db.TaskByToken(ctx, task.Token)
+		if err != nil || !cmp.Equal(task, got) {
+			t.Fatalf("TaskByToken of a schema 3 record = %+v, %v; want %+v", got, err, task)
+		}
+	}
+	page, err := db.List(ctx, store.Filter{})
+	if err != nil || len(page.Tasks) != 3 {
+		t.Fatalf("List over schema 3 records = %d tasks, %v; want 3", len(page.Tasks), err)
+	}
+
+	// a: a move that keeps the body; b: a move that changes the data.
+	a, b := tasks[0].Clone(), tasks[1].Clone()
+	a.Node, a.Entered = "wait", a.Entered.Add(time.Second)
+	b.Node, b.Data = "wait", []byte(`{"amount":200}`)
+	for _, task := range []*store.Task{a, b} {
+		if err := db.Commit(ctx, store.Change{Task: task, Rev: task.Rev}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustCheck(t, db)
+	var bodyOfA []byte
+	err = db.bolt.View(func(tx *bbolt.Tx) error {
+		if v := getUint32(tx.Bucket(bucketMeta).Get(schemaKey)); v != schemaVersion {
+			t.Errorf("schema version %d after the upgrade, want %d", v, schemaVersion)
+		}
+		for _, task := range tasks {
+			split := task.ID != tasks[2].ID
+			v := tx.Bucket(bucketTasks).Get(task.ID[:])
+			if got := v[0] == recordV2; got != split {
+				t.Errorf("task %s stored split: %v, want %v", task.Ref, got, split)
+			}
+			if got := tx.Bucket(bucketBodies).Get(task.ID[:]) != nil; got != split {
+				t.Errorf("task %s has a body: %v, want %v", task.Ref, got, split)
+			}
+		}
+		bodyOfA = bytes.Clone(tx.Bucket(bucketBodies).Get(a.ID[:]))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []*store.Task{a, b, tasks[2]} {
+		if got, err := db.Task(ctx, want.ID); err != nil || !cmp.Equal(want, got) {
+			t.Errorf("Task %s = %+v, %v; want %+v", want.Ref, got, err, want)
+		}
+	}
+
+	// A second move of a with the same body keeps its body record byte for byte.
+	a.Node = "done"
+	if err := db.Commit(ctx, store.Change{Task: a, Rev: a.Rev}); err != nil {
+		t.Fatal(err)
+	}
+	_ = db.bolt.View(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucketBodies).Get(a.ID[:]); !bytes.Equal(v, bodyOfA) {
+			t.Errorf("the body of a move that kept it changed:\n%x\n%x", bodyOfA, v)
+		}
+		return nil
+	})
+
+	c := tasks[2]
+	if err := db.Commit(ctx, finishing(c, store.StatusSucceeded)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := db.Purge(ctx, c.Finished.Add(time.Second), 10); err != nil || n != 1 {
+		t.Fatalf("Purge = %d, %v; want 1", n, err)
+	}
+	if _, err := db.Task(ctx, c.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Task of a purged task: %v, want not found", err)
+	}
+	mustCheck(t, db)
 }

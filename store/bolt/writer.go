@@ -175,6 +175,7 @@ func (db *DB) run(batch []*request) (errs []error, err error) {
 	for {
 		retry := false
 		err = db.update(func(tx *bbolt.Tx) error {
+			db.later.reset(tx)
 			wrote := false
 			for i, req := range batch {
 				errs[i] = broken[i]
@@ -194,7 +195,7 @@ func (db *DB) run(batch []*request) (errs []error, err error) {
 			if !wrote {
 				return errNoWrites
 			}
-			return nil
+			return db.later.flush()
 		})
 		if !retry {
 			return errs, err
