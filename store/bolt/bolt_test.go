@@ -384,3 +384,55 @@ func BenchmarkDB_Commit(b *testing.B) {
 		})
 	}
 }
+
+// TestDB_groupCommitSumsCountersAndIndexes: one group commit creates a task
+// and moves it on (two requests, the second decided on the first's
+// revision). The counters and list indexes, written once at the end of the
+// transaction, must show only where the task ended, and the second request
+// must not be refused for lowering a counter only the first had raised.
+func TestDB_groupCommitSumsCountersAndIndexes(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db := openTest(t, tempPath(t), Options{})
+	task := newTask("payment", "order-1")
+	release := blockWriter(db)
+	created := commitAsync(ctx, db, creation(task))
+	waitQueued(db, 1)
+	moved := task.Clone()
+	moved.Rev = 1
+	moved.HistoryLen++
+	moved.Node, moved.Status = "wait", store.StatusWaiting
+	next := commitAsync(ctx, db, store.Change{Task: moved, Rev: 1, History: []store.HistoryEntry{{Seq: 1, From: "start", To: "wait", Event: "next"}}})
+	waitQueued(db, 2)
+	release()
+	if err := <-created; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-next; err != nil {
+		t.Fatalf("the move decided on the creation in the same group commit: %v", err)
+	}
+	counts, err := db.Counts(ctx, "payment")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]map[store.Status]int64{}
+	for _, c := range counts {
+		got[c.Node] = c.Now
+	}
+	want := map[string]map[store.Status]int64{"wait": {store.StatusWaiting: 1}}
+	if !cmp.Equal(want, got, cmpopts.EquateEmpty()) {
+		t.Errorf("Counts = %v, want %v", got, want)
+	}
+	for _, f := range []store.Filter{{Process: "payment", Node: "wait"}, {Status: store.StatusWaiting}} {
+		page, err := db.List(ctx, f)
+		if err != nil || len(page.Tasks) != 1 || page.Tasks[0].Rev != 2 {
+			t.Errorf("List(%+v) = %+v, %v; want the task at rev 2", f, page.Tasks, err)
+		}
+	}
+	for _, f := range []store.Filter{{Process: "payment", Node: "start"}, {Status: store.StatusActive}} {
+		if page, _ := db.List(ctx, f); len(page.Tasks) != 0 {
+			t.Errorf("List(%+v) still holds the task", f)
+		}
+	}
+	mustCheck(t, db)
+}
