@@ -118,8 +118,12 @@ func (s *state) setField(k string, v any) {
 	s.touch(k)
 }
 
-// deleteField removes a top-level data field.
+// deleteField removes a top-level data field; deleting one the data does
+// not hold changes nothing (every move clears the error fields).
 func (s *state) deleteField(k string) {
+	if _, ok := s.data[k]; !ok {
+		return
+	}
 	delete(s.data, k)
 	s.touch(k)
 }

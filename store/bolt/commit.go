@@ -106,25 +106,29 @@ func (w *write) id() uuid.UUID {
 // and ready to apply.
 type plan struct {
 	writes []write
-	counts map[string]int64
-	totals map[string]int64
+	deltas []delta
 }
 
-func newPlan() *plan {
-	return &plan{counts: map[string]int64{}, totals: map[string]int64{}}
+// delta adds d to the counter key of counts (or of totals).
+type delta struct {
+	key   []byte
+	d     int64
+	total bool
 }
+
+func newPlan() *plan { return &plan{} }
 
 // add appends w and its counter deltas.
 func (p *plan) add(w write) {
 	p.writes = append(p.writes, w)
 	if k := keyOf(w.old, countKey); k != nil {
-		p.counts[string(k)]--
+		p.deltas = append(p.deltas, delta{key: k, d: -1})
 	}
 	if k := keyOf(w.new, countKey); k != nil {
-		p.counts[string(k)]++
+		p.deltas = append(p.deltas, delta{key: k, d: 1})
 	}
 	if k := keyOf(w.new, totalKey); k != nil && (w.old == nil || !w.old.Status.Final()) {
-		p.totals[string(k)]++
+		p.deltas = append(p.deltas, delta{key: k, d: 1, total: true})
 	}
 }
 
@@ -133,9 +137,21 @@ func (p *plan) add(w write) {
 // disagrees with the tasks, and writing would hide it.
 func (p *plan) checkCounts(tx *bbolt.Tx, later *deferred) error {
 	b := tx.Bucket(bucketCounts)
-	for k, d := range p.counts {
-		if d < 0 && getInt64(b.Get([]byte(k)))+later.counts[k]+d < 0 {
-			return internal("store: counter %q would go below zero: the counts index is corrupt (run Check)", k)
+	sameCounter := func(x delta) func(delta) bool {
+		return func(y delta) bool { return !y.total && bytes.Equal(y.key, x.key) }
+	}
+	for i, x := range p.deltas {
+		if x.total || slices.ContainsFunc(p.deltas[:i], sameCounter(x)) {
+			continue // a total, or a counter already checked
+		}
+		d := int64(0) // the plan's whole delta on this counter
+		for _, y := range p.deltas[i:] {
+			if sameCounter(x)(y) {
+				d += y.d
+			}
+		}
+		if d < 0 && getInt64(b.Get(x.key))+later.counts[string(x.key)]+d < 0 {
+			return internal("store: counter %q would go below zero: the counts index is corrupt (run Check)", x.key)
 		}
 	}
 	return nil
@@ -150,7 +166,7 @@ func (p *plan) apply(later *deferred) error {
 			return err
 		}
 	}
-	later.count(p.counts, p.totals)
+	later.count(p.deltas)
 	return nil
 }
 
@@ -171,9 +187,10 @@ func planCommit(tx *bbolt.Tx, changes []store.Change, ws []write, later *deferre
 	pl := &planner{
 		tx:     tx,
 		plan:   newPlan(),
-		ids:    make(map[uuid.UUID]bool, len(changes)),
-		refs:   map[string]*store.Task{},
-		tokens: map[string]uuid.UUID{},
+	}
+	if len(changes) > 1 {
+		// What one change claims, the next ones of the same request must see.
+		pl.ids, pl.refs, pl.tokens = map[uuid.UUID]bool{}, map[string]*store.Task{}, map[string]uuid.UUID{}
 	}
 	for i, c := range changes {
 		if err := pl.change(c, ws[i]); err != nil {
@@ -194,7 +211,9 @@ func (pl *planner) change(c store.Change, w write) error {
 	if pl.ids[n.ID] {
 		return invalid("store: task %s: changed twice in one commit", n.ID)
 	}
-	pl.ids[n.ID] = true
+	if pl.ids != nil {
+		pl.ids[n.ID] = true
+	}
 	old, same, err := pl.stored(n, w.body)
 	if err != nil {
 		return err
@@ -292,7 +311,9 @@ func (pl *planner) checkRef(old, n *store.Task) error {
 		}
 		return &store.RefTakenError{Existing: t}
 	}
-	pl.refs[string(k)] = n
+	if pl.refs != nil {
+		pl.refs[string(k)] = n
+	}
 	return nil
 }
 
@@ -302,7 +323,7 @@ func (pl *planner) claimToken(old, n *store.Task) error {
 	if old != nil && old.Token == n.Token {
 		return nil
 	}
-	if old != nil && old.Token != "" {
+	if old != nil && old.Token != "" && pl.tokens != nil {
 		pl.tokens[old.Token] = uuid.Nil
 	}
 	if n.Token == "" {
@@ -317,7 +338,9 @@ func (pl *planner) claimToken(old, n *store.Task) error {
 	if holder != uuid.Nil && holder != n.ID {
 		return conveyor.Errorf(conveyor.EConflict, "store: task %s: its callback token is held by task %s", n.ID, holder)
 	}
-	pl.tokens[n.Token] = n.ID
+	if pl.tokens != nil {
+		pl.tokens[n.Token] = n.ID
+	}
 	return nil
 }
 
@@ -457,12 +480,13 @@ func (l *deferred) buckets() *writeBuckets {
 }
 
 // count adds a request's counter deltas.
-func (l *deferred) count(counts, totals map[string]int64) {
-	for k, d := range counts {
-		l.counts[k] += d
-	}
-	for k, d := range totals {
-		l.totals[k] += d
+func (l *deferred) count(deltas []delta) {
+	for _, x := range deltas {
+		if x.total {
+			l.totals[string(x.key)] += x.d
+		} else {
+			l.counts[string(x.key)] += x.d
+		}
 	}
 }
 
