@@ -455,10 +455,10 @@ type deferred struct {
 
 // laterOp deletes (put false) or puts the entry key of index ix, held in b.
 type laterOp struct {
-	ix  int
-	b   *bbolt.Bucket
-	key []byte
-	put bool
+	ix, seq int // seq orders the operations on one key
+	b       *bbolt.Bucket
+	key     []byte
+	put     bool
 }
 
 // reset starts (or starts again) the transaction tx with nothing pending.
@@ -496,22 +496,25 @@ func (l *deferred) move(ix int, b *bbolt.Bucket, old, new []byte) {
 		return
 	}
 	if old != nil {
-		l.ops = append(l.ops, laterOp{ix: ix, b: b, key: old})
+		l.ops = append(l.ops, laterOp{ix: ix, seq: len(l.ops), b: b, key: old})
 	}
 	if new != nil {
-		l.ops = append(l.ops, laterOp{ix: ix, b: b, key: new, put: true})
+		l.ops = append(l.ops, laterOp{ix: ix, seq: len(l.ops), b: b, key: new, put: true})
 	}
 }
 
-// flush writes the queued entries, index by index in key order. The sort
-// is stable, so two operations on one key (a task moved twice in one
-// transaction) keep their order.
+// flush writes the queued entries, index by index in key order; two
+// operations on one key (a task moved twice in one transaction) keep their
+// order.
 func (l *deferred) flush() error {
-	slices.SortStableFunc(l.ops, func(a, b laterOp) int {
+	slices.SortFunc(l.ops, func(a, b laterOp) int {
 		if a.ix != b.ix {
 			return a.ix - b.ix
 		}
-		return bytes.Compare(a.key, b.key)
+		if c := bytes.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		return a.seq - b.seq
 	})
 	for _, op := range l.ops {
 		var err error
