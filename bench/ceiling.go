@@ -109,6 +109,7 @@ func (r *runner) ceilingAt(ctx context.Context, conc, commits int) (*loadResult,
 	defer cl.CloseIdleConnections()
 	body := bytes.Repeat([]byte("x"), bareSubmit)
 	r.acks.reset()
+	written := diskWritten()
 	res := drive(ctx, conc, warmUp(r.o.Size.Duration), r.o.Size.Duration, nil, func(ctx context.Context, w, n int) (time.Time, time.Time, error) {
 		id := fmt.Sprintf("c%d-%d-%d", conc, w, n)
 		ch := b.waiters.expect(id)
@@ -130,6 +131,10 @@ func (r *runner) ceilingAt(ctx context.Context, conc, commits int) (*loadResult,
 	})
 	writer := fmt.Sprintf("the writer committed %.1f puts per transaction, %.2f ms each",
 		float64(b.w.puts.Load())/float64(max(1, b.w.batches.Load())), ms(time.Duration(b.w.busy.Load()/max(1, b.w.batches.Load()))))
+	if w := diskWritten(); written >= 0 && w >= 0 && b.w.puts.Load() > 0 {
+		// Over the whole drive, warm-up included.
+		writer += fmt.Sprintf("; %.1f KiB written to disk per flow", float64(w-written)/1024/(float64(b.w.puts.Load())/float64(commits)))
+	}
 	return res, writer, failed(res)
 }
 

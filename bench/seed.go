@@ -91,7 +91,7 @@ func (r *runner) seedAt(ctx context.Context, conc int) (*loadResult, float64, er
 	hc := newHTTPClient(conc)
 	defer hc.CloseIdleConnections()
 	r.acks.reset()
-	commits := p.commits.Load()
+	commits, written := p.commits.Load(), diskWritten()
 	res := drive(ctx, conc, warmUp(r.o.Size.Duration), r.o.Size.Duration, nil, func(ctx context.Context, w, n int) (time.Time, time.Time, error) {
 		ref := fmt.Sprintf("seed%d-%d-%d", conc, w, n)
 		ch := p.waiters.expect(ref)
@@ -113,6 +113,11 @@ func (r *runner) seedAt(ctx context.Context, conc int) (*loadResult, float64, er
 		return nil, 0, err
 	}
 	perFlow := float64(p.commits.Load()-commits) / float64(res.total)
+	if w := diskWritten(); written >= 0 && w >= 0 {
+		// Over the whole drive, warm-up included: flows = commits / commits per flow.
+		flows := float64(p.commits.Load()-commits) / perFlow
+		r.note("seed @ %d: the store wrote %.1f KiB to disk per flow", conc, float64(w-written)/1024/flows)
+	}
 	cl8 := p.commitLatencies()
 	r.note("seed @ %d: engine commit latency (queue + transaction + fsync) p50 %.1f ms, p99 %.1f ms", conc, ms(quantile(cl8, 0.5)), ms(quantile(cl8, 0.99)))
 	if g, ok := p.groupsBetween(res.from, res.to); ok {
