@@ -31,9 +31,12 @@ nodes:
 `
 
 // withBurst adds the burst flow to the engine's definitions.
-func withBurst(t *testing.T) option {
-	path := filepath.Join(t.TempDir(), "burst.yaml")
-	if err := os.WriteFile(path, []byte(burstFlow), 0o644); err != nil {
+func withBurst(t *testing.T) option { return withFlow(t, burstFlow) }
+
+// withFlow adds a flow, given as YAML, to the engine's definitions.
+func withFlow(t *testing.T, src string) option {
+	path := filepath.Join(t.TempDir(), "flow.yaml")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	l := &processes.Loader{Kinds: nodes.Kinds()}
@@ -141,16 +144,7 @@ nodes:
 // data again only when a node changed it, so both must hold).
 func TestEngine_timeoutData(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "expiry.yaml")
-	if err := os.WriteFile(path, []byte(expiryFlow), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	l := &processes.Loader{Kinds: nodes.Kinds()}
-	defs, err := l.LoadFiles([]string{path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := setup(t, func(c *engine.Config) { c.Definitions = append(c.Definitions, defs...) })
+	b := setup(t, withFlow(t, expiryFlow))
 	plain := b.submit("expiry", "", `{"order_id": "o-1", "note": "keep me"}`)
 	marked := b.submit("expiry", "", `{"order_id": "o-2", "note": "was", "mark": true}`)
 	before := b.waitIn(plain.ID, "wait", store.StatusWaiting)

@@ -245,8 +245,8 @@ func (pl *planner) stored(n *store.Task, body []byte) (old *store.Task, same boo
 	switch {
 	case v == nil:
 		return nil, false, nil
-	case v[0] != recordV2:
-		old, err = decodeTaskRecord(v, false) // a whole record of schema 3
+	case len(v) == 0 || v[0] != recordV2:
+		old, err = decodeTaskRecord(v, false) // a whole record of schema 3 (or damage)
 	default:
 		if old, err = decodeState(n.ID, v); err != nil {
 			break
