@@ -185,8 +185,8 @@ type planner struct {
 // returns their plan, or the first change's error.
 func planCommit(tx *bbolt.Tx, changes []store.Change, ws []write, later *deferred) (*plan, error) {
 	pl := &planner{
-		tx:     tx,
-		plan:   newPlan(),
+		tx:   tx,
+		plan: newPlan(),
 	}
 	if len(changes) > 1 {
 		// What one change claims, the next ones of the same request must see.
