@@ -215,7 +215,8 @@ func (s *state) record(from, to, event, actor, reason, detail string) {
 // data would pass the size cap is escalated with its previous data instead,
 // so it stays where an operator can act on it.
 func (e *Engine) commit(ctx context.Context, s *state) error {
-	data, err := s.t.Data, error(nil)
+	data := s.t.Data // unchanged since loaded or last committed
+	var err error
 	if s.changed || s.loaded.ID == uuid.Nil {
 		if data, err = exactjson.Marshal(s.data); err != nil {
 			return fmt.Errorf("encode task data: %w", err)

@@ -162,34 +162,40 @@ func (e *Engine) FireDue(ctx context.Context) (int, error) {
 
 // fire applies a task's timer: a retry of an outbound call, or the time
 // limit of the node it waits in.
-//
-// Thousands of fires are in flight in a burst, but only as many compute at
-// once as there are CPUs (fireCPU); the others wait parked, not runnable.
-// Otherwise each group commit would wake a herd of fires that fills the
-// scheduler's run queues, and the store's single writer, whose turn comes
-// after them, would sit runnable while they compute: the writer is what a
-// burst waits on, so every millisecond it waits is a millisecond added to
-// every timer's lag.
 func (e *Engine) fire(ctx context.Context, id uuid.UUID) {
 	unlock := e.lock(id)
-	e.fireCPU <- struct{}{}
-	computing := true
-	done := func() {
-		if computing {
-			computing = false
-			<-e.fireCPU
-		}
+	s := e.expire(ctx, id)
+	if s == nil {
+		unlock()
+		return
 	}
-	defer done()
+	err := e.commitOrLog(ctx, s)
+	unlock()
+	if err == nil {
+		e.after(s)
+	}
+}
+
+// expire loads a task whose timer is due and applies the timer, leaving the
+// commit to the caller; nil when there is nothing to commit.
+//
+// Thousands of fires are in flight in a burst, but only as many compute at
+// once as there are Go processors (fireCPU); the others wait parked, not
+// runnable, and the commit, which mostly waits for the store's writer, is
+// outside. Otherwise each group commit would wake a herd of fires that
+// fills the scheduler's run queues, and the writer, whose turn comes after
+// them, would sit runnable while they compute: the writer is what a burst
+// waits on, so every millisecond it waits is added to every timer's lag.
+func (e *Engine) expire(ctx context.Context, id uuid.UUID) *state {
+	e.fireCPU <- struct{}{}
+	defer func() { <-e.fireCPU }()
 	s, err := e.load(ctx, id)
 	if err != nil {
-		unlock()
 		e.log.Error("load task for timer", "task_id", id, "err", err)
-		return
+		return nil
 	}
 	if s.t.TimerAt.IsZero() || s.t.TimerAt.After(s.now) {
-		unlock() // moved or re-armed since Due read it
-		return
+		return nil // moved or re-armed since Due read it
 	}
 	e.m.TimerLag(s.now.Sub(s.t.TimerAt))
 	n := s.def.Node(s.t.Node)
@@ -212,12 +218,7 @@ func (e *Engine) fire(ctx context.Context, id uuid.UUID) {
 		e.move(s, res.Outcome, actorTimer, "", failure)
 		e.advance(s)
 	}
-	done() // the commit mostly waits for the writer
-	err = e.commitOrLog(ctx, s)
-	unlock()
-	if err == nil {
-		e.after(s)
-	}
+	return s
 }
 
 func timeoutOf(n *processes.Node) time.Duration {

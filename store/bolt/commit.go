@@ -136,22 +136,16 @@ func (p *plan) add(w write) {
 // transaction's earlier requests added (later): the counts index then
 // disagrees with the tasks, and writing would hide it.
 func (p *plan) checkCounts(tx *bbolt.Tx, later *deferred) error {
-	b := tx.Bucket(bucketCounts)
-	sameCounter := func(x delta) func(delta) bool {
-		return func(y delta) bool { return !y.total && bytes.Equal(y.key, x.key) }
+	sums := map[string]int64{}
+	for _, x := range p.deltas {
+		if !x.total {
+			sums[string(x.key)] += x.d
+		}
 	}
-	for i, x := range p.deltas {
-		if x.total || slices.ContainsFunc(p.deltas[:i], sameCounter(x)) {
-			continue // a total, or a counter already checked
-		}
-		d := int64(0) // the plan's whole delta on this counter
-		for _, y := range p.deltas[i:] {
-			if sameCounter(x)(y) {
-				d += y.d
-			}
-		}
-		if d < 0 && getInt64(b.Get(x.key))+later.counts[string(x.key)]+d < 0 {
-			return internal("store: counter %q would go below zero: the counts index is corrupt (run Check)", x.key)
+	b := tx.Bucket(bucketCounts)
+	for k, d := range sums {
+		if d < 0 && getInt64(b.Get([]byte(k)))+later.counts[k]+d < 0 {
+			return internal("store: counter %q would go below zero: the counts index is corrupt (run Check)", k)
 		}
 	}
 	return nil
@@ -430,7 +424,7 @@ func (wb *writeBuckets) apply(w *write, later *deferred) error {
 	}
 	for i, ix := range indexes {
 		if !ix.byID {
-			later.move(i, wb.indexes[i], keyOf(w.old, ix.key), keyOf(w.new, ix.key))
+			later.move(i, keyOf(w.old, ix.key), keyOf(w.new, ix.key))
 			continue
 		}
 		if err := moveEntry(wb.indexes[i], ix, w, id); err != nil {
@@ -453,10 +447,9 @@ type deferred struct {
 	counts, totals map[string]int64
 }
 
-// laterOp deletes (put false) or puts the entry key of index ix, held in b.
+// laterOp deletes (put false) or puts the entry key of the ix-th index.
 type laterOp struct {
 	ix, seq int // seq orders the operations on one key
-	b       *bbolt.Bucket
 	key     []byte
 	put     bool
 }
@@ -491,15 +484,15 @@ func (l *deferred) count(deltas []delta) {
 }
 
 // move queues what replaces the entry old by new (either may be nil).
-func (l *deferred) move(ix int, b *bbolt.Bucket, old, new []byte) {
+func (l *deferred) move(ix int, old, new []byte) {
 	if bytes.Equal(old, new) {
 		return
 	}
 	if old != nil {
-		l.ops = append(l.ops, laterOp{ix: ix, seq: len(l.ops), b: b, key: old})
+		l.ops = append(l.ops, laterOp{ix: ix, seq: len(l.ops), key: old})
 	}
 	if new != nil {
-		l.ops = append(l.ops, laterOp{ix: ix, seq: len(l.ops), b: b, key: new, put: true})
+		l.ops = append(l.ops, laterOp{ix: ix, seq: len(l.ops), key: new, put: true})
 	}
 }
 
@@ -517,11 +510,12 @@ func (l *deferred) flush() error {
 		return a.seq - b.seq
 	})
 	for _, op := range l.ops {
+		b := l.buckets().indexes[op.ix]
 		var err error
 		if op.put {
-			err = op.b.Put(op.key, empty)
+			err = b.Put(op.key, empty)
 		} else {
-			err = op.b.Delete(op.key)
+			err = b.Delete(op.key)
 		}
 		if err != nil {
 			return err
