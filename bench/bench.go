@@ -63,19 +63,24 @@ type Size struct {
 	// ceiling scenarios; LifecycleConcurrency is the lifecycles'.
 	SeedConcurrency      []int
 	LifecycleConcurrency int
+	// Rounds is how many times the seed and the ceiling are measured back
+	// to back at each concurrency; the table shows the round whose share is
+	// the median, so that a neighbour who slows the machine during one
+	// window cannot decide the share alone.
+	Rounds int
 }
 
 // Sizes of a run.
 var (
 	// Full is the size BENCHMARKS.md reports.
 	Full = Size{Name: "full", Duration: 10 * time.Second, Waiting: 1_000_000, Due: 100_000,
-		SeedConcurrency: []int{64, 256}, LifecycleConcurrency: 64}
+		SeedConcurrency: []int{64, 256}, LifecycleConcurrency: 64, Rounds: 3}
 	// Quick runs every scenario small, in about a minute, for CI.
 	Quick = Size{Name: "quick", Duration: 2 * time.Second, Waiting: 20_000, Due: 5_000,
-		SeedConcurrency: []int{64, 256}, LifecycleConcurrency: 64}
+		SeedConcurrency: []int{64, 256}, LifecycleConcurrency: 64, Rounds: 1}
 	// Smoke only proves that every scenario still runs (tests, -race).
 	Smoke = Size{Name: "smoke", Duration: 300 * time.Millisecond, Waiting: 2_000, Due: 500,
-		SeedConcurrency: []int{64, 256}, LifecycleConcurrency: 16}
+		SeedConcurrency: []int{64, 256}, LifecycleConcurrency: 16, Rounds: 1}
 )
 
 // Options configures Run.
@@ -87,6 +92,8 @@ type Options struct {
 	Size         Size
 	Duration     time.Duration
 	Waiting, Due int
+	// Rounds, when set, overrides Size.Rounds.
+	Rounds int
 	// Only lists the scenarios to run; empty runs them all.
 	Only []string
 	// Dir is where the temporary directories go; "" is os.TempDir().
@@ -114,6 +121,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Waiting > 0 {
 		o.Size.Waiting = o.Waiting
 	}
+	if o.Rounds > 0 {
+		o.Size.Rounds = o.Rounds
+	}
+	o.Size.Rounds = max(1, o.Size.Rounds)
 	if o.Due > 0 {
 		o.Size.Due = o.Due
 	}
@@ -123,7 +134,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
-	r := &runner{o: o, rep: &Report{Size: o.Size.Name, Duration: o.Size.Duration.String(), Started: time.Now()}}
+	r := &runner{o: o, rep: &Report{Size: o.Size.Name, Duration: o.Size.Duration.String(), Started: time.Now()}, ceiling: map[int]*ceilingResult{}}
 	m, err := probeMachine(o.Dir)
 	if err != nil {
 		return nil, err
@@ -199,6 +210,17 @@ func (r *runner) add(row Row) {
 	row.judge()
 	r.rep.Rows = append(r.rep.Rows, row)
 	r.logf("%s: %s = %s %s", row.Scenario, row.Metric, row.value(), row.Unit)
+}
+
+// capture runs fn and returns the rows and notes it added, taking them back
+// out of the report: the caller decides which round's lines to keep.
+func (r *runner) capture(fn func() error) (rows []Row, notes []string, err error) {
+	savedRows, savedNotes := r.rep.Rows, r.rep.Notes
+	r.rep.Rows, r.rep.Notes = nil, nil
+	err = fn()
+	rows, notes = r.rep.Rows, r.rep.Notes
+	r.rep.Rows, r.rep.Notes = savedRows, savedNotes
+	return rows, notes, err
 }
 
 // note adds a line under the table.

@@ -46,9 +46,11 @@ func (r *runner) ceilingRun(ctx context.Context) error {
 	commits := commitsOf(r.commitsPerFlow)
 	for _, conc := range r.o.Size.SeedConcurrency {
 		if r.ceiling[conc] == nil {
-			if err := r.measureCeiling(ctx, conc, commits); err != nil {
+			c, err := r.measureCeiling(ctx, conc, commits)
+			if err != nil {
 				return err
 			}
+			r.ceiling[conc] = c
 		}
 		c := r.ceiling[conc]
 		r.cpuNote(fmt.Sprintf("ceiling @ %d", conc), c.res)
@@ -80,18 +82,14 @@ type ceilingResult struct {
 	writer  string // how hard the group committer worked
 }
 
-// measureCeiling measures the bare program at conc clients and keeps the
-// result for the ceiling's rows and the seed's share.
-func (r *runner) measureCeiling(ctx context.Context, conc, commits int) error {
+// measureCeiling measures the bare program at conc clients, for the
+// ceiling's rows and the seed's share.
+func (r *runner) measureCeiling(ctx context.Context, conc, commits int) (*ceilingResult, error) {
 	res, writer, err := r.ceilingAt(ctx, conc, commits)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if r.ceiling == nil {
-		r.ceiling = map[int]*ceilingResult{}
-	}
-	r.ceiling[conc] = &ceilingResult{res: res, acks: r.acks.between(res.from, res.to), commits: commits, writer: writer}
-	return nil
+	return &ceilingResult{res: res, acks: r.acks.between(res.from, res.to), commits: commits, writer: writer}, nil
 }
 
 func (r *runner) ceilingAt(ctx context.Context, conc, commits int) (*loadResult, string, error) {

@@ -2,11 +2,14 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/conveyor-dev/conveyor/sandbox/liqpay"
@@ -47,29 +50,101 @@ func submitHold(ctx context.Context, hc *http.Client, base, ref string) error {
 	return roundTrip(hc, req, http.StatusCreated)
 }
 
-// seedHold runs the seed's hold at each concurrency, each on a fresh
-// service.
+// seedHold runs the seed's hold at each concurrency, Size.Rounds times, each
+// round on a fresh service and followed at once by the ceiling's window at
+// the same concurrency (when the ceiling is selected), so that both sides of
+// a share suffer the same neighbours. The table shows the round whose share
+// (or, without the ceiling, whose rate) is the median; a note lists them all.
 func (r *runner) seedHold(ctx context.Context) error {
 	r.seed = map[int]*loadResult{}
 	var commits, flows float64
 	for _, conc := range r.o.Size.SeedConcurrency {
-		res, perFlow, err := r.seedAt(ctx, conc)
-		if err != nil {
-			return err
-		}
-		r.seed[conc] = res
-		if r.selected(Ceiling) {
-			// Measured right after, so both suffer the same neighbours.
-			if err := r.measureCeiling(ctx, conc, commitsOf(perFlow)); err != nil {
-				return fmt.Errorf("ceiling: %w", err)
+		rounds := make([]seedRound, 0, r.o.Size.Rounds)
+		for range r.o.Size.Rounds {
+			var sr seedRound
+			var perFlow float64
+			var err error
+			sr.rows, sr.notes, err = r.capture(func() error {
+				var err error
+				sr.res, perFlow, err = r.seedAt(ctx, conc)
+				return err
+			})
+			if err != nil {
+				return err
 			}
+			commits += perFlow * float64(sr.res.total)
+			flows += float64(sr.res.total)
+			if r.selected(Ceiling) {
+				if sr.ceiling, err = r.measureCeiling(ctx, conc, commitsOf(perFlow)); err != nil {
+					return fmt.Errorf("ceiling: %w", err)
+				}
+			}
+			rounds = append(rounds, sr)
 		}
-		commits += perFlow * float64(res.total)
-		flows += float64(res.total)
+		m := median(rounds)
+		r.seed[conc] = m.res
+		r.rep.Rows = append(r.rep.Rows, m.rows...)
+		r.rep.Notes = append(r.rep.Notes, m.notes...)
+		if m.ceiling != nil {
+			r.ceiling[conc] = m.ceiling
+		}
+		if len(rounds) > 1 {
+			r.note("seed @ %d: %s; the rows above are the median round's", conc, roundsText(rounds))
+		}
 	}
 	r.commitsPerFlow = commits / flows
 	r.add(Row{Scenario: Seed, Metric: "store commits per flow (measured)", Value: r.commitsPerFlow, Unit: ""})
 	return nil
+}
+
+// seedRound is one measurement of the seed at one concurrency, with the rows
+// and notes it produced and the ceiling measured right after it (nil when
+// the ceiling is not selected).
+type seedRound struct {
+	res     *loadResult
+	rows    []Row
+	notes   []string
+	ceiling *ceilingResult
+}
+
+// share is the round's seed rate over its ceiling's, 0 without a ceiling.
+func (sr seedRound) share() float64 {
+	if sr.ceiling == nil || sr.ceiling.res.rate == 0 {
+		return 0
+	}
+	return sr.res.rate / sr.ceiling.res.rate
+}
+
+// median returns the round with the median share, or the median seed rate
+// when no round has a ceiling; of an even number, the lower middle one.
+func median(rounds []seedRound) seedRound {
+	sorted := slices.Clone(rounds)
+	slices.SortStableFunc(sorted, func(a, b seedRound) int {
+		if a.ceiling != nil && b.ceiling != nil {
+			return cmp.Compare(a.share(), b.share())
+		}
+		return cmp.Compare(a.res.rate, b.res.rate)
+	})
+	return sorted[(len(sorted)-1)/2]
+}
+
+// roundsText lists the rounds in the order they ran: seed flows/s, and with
+// a ceiling, the ceiling's and the share.
+func roundsText(rounds []seedRound) string {
+	parts := make([]string, len(rounds))
+	for i, sr := range rounds {
+		parts[i] = thousands(int64(sr.res.rate + 0.5))
+		if sr.ceiling != nil {
+			parts[i] += fmt.Sprintf(" / %s flows/s (%.0f %%)", thousands(int64(sr.ceiling.res.rate+0.5)), 100*sr.share())
+		} else {
+			parts[i] += " flows/s"
+		}
+	}
+	what := "seed flows/s"
+	if rounds[0].ceiling != nil {
+		what = "seed / ceiling flows/s (share), each ceiling window right after its seed window"
+	}
+	return fmt.Sprintf("%d rounds, %s: %s", len(rounds), what, strings.Join(parts, ", "))
 }
 
 // seedAt measures the seed's hold with conc clients, each submitting a hold
