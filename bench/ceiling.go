@@ -16,6 +16,7 @@ import (
 
 	bbolt "go.etcd.io/bbolt"
 
+	"github.com/conveyor-dev/conveyor/sandbox/liqpay"
 	"github.com/conveyor-dev/conveyor/store"
 )
 
@@ -133,6 +134,9 @@ func (r *runner) ceilingAt(ctx context.Context, conc, commits int) (*loadResult,
 		// Over the whole drive, warm-up included.
 		writer += fmt.Sprintf("; %.1f KiB written to disk per flow", float64(w-written)/1024/(float64(b.w.puts.Load())/float64(commits)))
 	}
+	if n := b.retries.Load(); n > 0 {
+		writer += fmt.Sprintf("; %d calls or callbacks were sent again after a failed attempt (first: %s)", n, b.firstFailure.Load())
+	}
 	return res, writer, failed(res)
 }
 
@@ -164,9 +168,13 @@ type bare struct {
 	back    *http.Client // simulator -> server, as the LiqPay sandbox's
 	waiters waiters
 	commits int
-	flows   sync.Map // id -> *atomic.Int32: events (reply, callback) still to come
+	flows   sync.Map // id -> *atomic.Int32: the events (replied, calledBack) seen
 	seq     atomic.Uint64
 	wg      sync.WaitGroup
+	// retries counts the calls and callbacks sent again after a failed
+	// attempt; firstFailure is the first failure's error.
+	retries      atomic.Int64
+	firstFailure atomic.Value // string
 }
 
 func startBare(path string, commits int, callbacks http.RoundTripper) (*bare, error) {
@@ -221,9 +229,7 @@ func (b *bare) submit(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "commit failed", http.StatusServiceUnavailable)
 		return
 	}
-	left := &atomic.Int32{}
-	left.Store(2)
-	b.flows.Store(id, left)
+	b.flows.Store(id, &atomic.Int32{})
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
 	_, _ = w.Write(make([]byte, bareSubmitReply))
@@ -232,15 +238,37 @@ func (b *bare) submit(w http.ResponseWriter, r *http.Request) {
 
 // call sends the hold to the simulator and commits its reply.
 func (b *bare) call(id string) {
-	req, err := http.NewRequest(http.MethodPost, b.url+"/sim/request/"+id, bytes.NewReader(make([]byte, bareHoldRequest)))
-	if err != nil {
+	err := b.retry(func() error {
+		req, err := http.NewRequest(http.MethodPost, b.url+"/sim/request/"+id, bytes.NewReader(make([]byte, bareHoldRequest)))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		return roundTrip(b.out, req, http.StatusOK)
+	})
+	if err != nil || b.commit(1) != nil {
 		return
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if roundTrip(b.out, req, http.StatusOK) != nil || b.commit(1) != nil {
-		return
+	b.event(id, replied)
+}
+
+// retry runs send until it succeeds, at most 1 + liqpay.CallbackRetries
+// times with the LiqPay simulator's doubling backoff, as the service's
+// simulators retry their callbacks (and its engine its calls): on a
+// loaded machine one attempt in tens of thousands fails, and a flow of
+// the bare program must not hang on it when the service's would not.
+func (b *bare) retry(send func() error) error {
+	backoff := liqpay.DefaultCallbackBackoff
+	for attempt := 1; ; attempt++ {
+		err := send()
+		if err == nil || attempt > liqpay.CallbackRetries {
+			return err
+		}
+		b.firstFailure.CompareAndSwap(nil, err.Error())
+		b.retries.Add(1)
+		time.Sleep(backoff)
+		backoff *= 2
 	}
-	b.event(id)
 }
 
 // simulate is the provider: it answers the hold, then (once the answer is
@@ -255,12 +283,14 @@ func (b *bare) simulate(w http.ResponseWriter, r *http.Request) {
 	}
 	b.wg.Go(func() {
 		form := "data=" + strings.Repeat("x", bareCallback-25) + "&signature=0123456789ab"
-		req, err := http.NewRequest(http.MethodPost, b.url+"/callbacks/"+id, strings.NewReader(form))
-		if err != nil {
-			return
-		}
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		_ = roundTrip(b.back, req, http.StatusOK)
+		_ = b.retry(func() error {
+			req, err := http.NewRequest(http.MethodPost, b.url+"/callbacks/"+id, strings.NewReader(form))
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			return roundTrip(b.back, req, http.StatusOK)
+		})
 	})
 }
 
@@ -274,18 +304,26 @@ func (b *bare) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(make([]byte, bareCallbackReply))
-	b.event(id)
+	b.event(id, calledBack)
 }
 
-// event counts down a flow's reply and callback; the flow ends with the
-// later of the two.
-func (b *bare) event(id string) {
+// The events a bare flow waits for, as bits.
+const (
+	replied int32 = 1 << iota
+	calledBack
+)
+
+// event records a flow's reply or callback; the flow ends with the later of
+// the two. A callback sent again after an attempt that did reach the server
+// counts once.
+func (b *bare) event(id string, e int32) {
 	v, ok := b.flows.Load(id)
-	if !ok || v.(*atomic.Int32).Add(-1) > 0 {
+	if !ok || v.(*atomic.Int32).Or(e)|e != replied|calledBack {
 		return
 	}
-	b.flows.Delete(id)
-	b.waiters.notify(id, event{Status: store.StatusSucceeded, At: time.Now()})
+	if b.flows.CompareAndDelete(id, v) {
+		b.waiters.notify(id, event{Status: store.StatusSucceeded, At: time.Now()})
+	}
 }
 
 // groupWriter is the store's group commit reduced to its physics: one
