@@ -94,8 +94,11 @@ func mermaidID(name string) string {
 	return name
 }
 
+// mermaidEscapes are the characters a Mermaid label cannot hold as they are.
+var mermaidEscapes = strings.NewReplacer(`"`, "#quot;", "|", "#124;")
+
 func mermaidEscape(s string) string {
-	return strings.NewReplacer(`"`, "#quot;", "|", "#124;").Replace(s)
+	return mermaidEscapes.Replace(s)
 }
 
 var dotStyle = map[string]string{
