@@ -15,12 +15,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/conveyor-dev/conveyor/api"
 	"github.com/conveyor-dev/conveyor/client"
 	"github.com/conveyor-dev/conveyor/processes"
 )
@@ -128,9 +130,15 @@ func TestServe_withSandbox(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("GET %s: %d", path, resp.StatusCode)
+		}
+		// The bolt store's group commits reach the metrics: the task's
+		// commits were written by some.
+		if path == "/metrics" && !regexp.MustCompile(`(?m)^`+api.MetricGroupCommitDuration+`_count [1-9]`).Match(body) {
+			t.Errorf("metrics lack the store's group commits:\n%s", grepLines(string(body), "conveyor_store"))
 		}
 	}
 	resp, err := http.Get(s.url + "/api/v1/tasks")
@@ -387,4 +395,15 @@ func TestSandboxTransport(t *testing.T) {
 	if again := opened.Load() - first; again > 0 {
 		t.Errorf("the second wave of %d callbacks opened %d new connections: idle ones are not kept", callers, again)
 	}
+}
+
+// grepLines returns the lines of text that contain sub.
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -88,7 +88,9 @@ func startService(ctx context.Context, cfg serviceConfig) (_ *service, err error
 	if err != nil {
 		return nil, err
 	}
-	st, key, err := openData(ctx, cfg)
+	apiCfg := api.Config{Token: cfg.Token, Logger: cfg.Log, Registry: prometheus.NewRegistry()}
+	metrics := api.NewMetrics(apiCfg.Registry)
+	st, key, err := openData(ctx, cfg, metrics.GroupCommit)
 	if err != nil {
 		return nil, err
 	}
@@ -103,13 +105,12 @@ func startService(ctx context.Context, cfg serviceConfig) (_ *service, err error
 		cfg.BaseURL = s.URL
 	}
 	env, secrets := flowConfig(cfg.Environ)
-	apiCfg := api.Config{Token: cfg.Token, Logger: cfg.Log, Registry: prometheus.NewRegistry()}
 	if cfg.Sandbox {
 		s.sandboxes(cfg, &apiCfg, env, secrets)
 	}
 	apiCfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ecfg := engine.Config{Store: st, Definitions: defs, Loader: loader, Key: key, BaseURL: cfg.BaseURL,
-		Env: env, Secrets: secrets, Logger: cfg.Log, Metrics: api.NewMetrics(apiCfg.Registry)}
+		Env: env, Secrets: secrets, Logger: cfg.Log, Metrics: metrics}
 	if cfg.Engine != nil {
 		cfg.Engine(&ecfg)
 	}
@@ -223,7 +224,8 @@ func openBolt(db string, opts bolt.Options) (store.Store, error) {
 // is read first, since a new database file gets a new key; PostgreSQL's
 // after the database is open, since a key is made only for a database
 // without tasks (a new key could not open the sealed fields of the others).
-func openData(ctx context.Context, cfg serviceConfig) (store.Store, []byte, error) {
+// groups observes the bolt store's group commits (the metrics).
+func openData(ctx context.Context, cfg serviceConfig, groups bolt.CommitObserver) (store.Store, []byte, error) {
 	path := cfg.Key
 	if cfg.Store == "" {
 		if path == "" {
@@ -233,7 +235,16 @@ func openData(ctx context.Context, cfg serviceConfig) (store.Store, []byte, erro
 		if err != nil {
 			return nil, nil, err
 		}
-		st, err := openBolt(cfg.DB, bolt.Options{Logger: cfg.Log, Metrics: cfg.StoreCommits})
+		observe := groups
+		if bench := cfg.StoreCommits; bench != nil {
+			observe = func(requests int, d time.Duration) {
+				if groups != nil {
+					groups(requests, d)
+				}
+				bench(requests, d)
+			}
+		}
+		st, err := openBolt(cfg.DB, bolt.Options{Logger: cfg.Log, Metrics: observe})
 		return st, key, err
 	}
 	if path == "" {

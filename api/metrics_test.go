@@ -1,0 +1,42 @@
+package api_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/conveyor-dev/conveyor/api"
+)
+
+// The store's group commits show as two histograms: how long each
+// transaction took (whose sum's rate is how busy the single writer is) and
+// how many requests each wrote.
+func TestMetrics_groupCommits(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := api.NewMetrics(reg)
+	m.GroupCommit(24, 3*time.Millisecond)
+	m.GroupCommit(1, time.Millisecond)
+
+	got := map[string]*dto.Histogram{}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if len(f.GetMetric()) == 1 && f.GetMetric()[0].GetHistogram() != nil {
+			got[f.GetName()] = f.GetMetric()[0].GetHistogram()
+		}
+	}
+	d, n := got[api.MetricGroupCommitDuration], got[api.MetricGroupCommitRequests]
+	if d == nil || n == nil {
+		t.Fatalf("registry lacks %s or %s", api.MetricGroupCommitDuration, api.MetricGroupCommitRequests)
+	}
+	if d.GetSampleCount() != 2 || d.GetSampleSum() < 0.0039 || d.GetSampleSum() > 0.0041 {
+		t.Errorf("%s: count %d sum %v, want 2 and 0.004 s", api.MetricGroupCommitDuration, d.GetSampleCount(), d.GetSampleSum())
+	}
+	if n.GetSampleCount() != 2 || n.GetSampleSum() != 25 {
+		t.Errorf("%s: count %d sum %v, want 2 and 25 requests", api.MetricGroupCommitRequests, n.GetSampleCount(), n.GetSampleSum())
+	}
+}
