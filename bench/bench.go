@@ -142,9 +142,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	r.rep.Machine = m
 	r.logf("machine: %d CPUs (%s), fsync p50 %.2f ms p99 %.2f ms on %s", m.CPUs, m.Model, m.FsyncP50ms, m.FsyncP99ms, m.Dir)
 	// The simulators' callbacks go out on a transport that times them.
-	var closeIdle func()
-	r.callbacks, closeIdle = newCallbackTransport(&r.acks)
-	defer closeIdle()
+	r.callbacks, r.closeCallbacks = newCallbackTransport(&r.acks)
+	defer r.closeCallbacks()
 	for _, s := range Scenarios {
 		if !r.selected(s) {
 			continue
@@ -171,8 +170,10 @@ type runner struct {
 	rep  *Report
 	acks ackRecorder
 	// callbacks is the transport the simulators call back on (timed into
-	// acks), handed to every service and to the ceiling.
-	callbacks http.RoundTripper
+	// acks), handed to every service and to the ceiling; closeCallbacks
+	// closes its idle connections.
+	callbacks      http.RoundTripper
+	closeCallbacks func()
 	// seed and ceiling hold their measurements by concurrency.
 	seed    map[int]*loadResult
 	ceiling map[int]*ceilingResult

@@ -106,6 +106,7 @@ func (r *runner) ceilingAt(ctx context.Context, conc, commits int) (*loadResult,
 	defer b.close()
 	cl := newHTTPClient(conc)
 	defer cl.CloseIdleConnections()
+	defer r.closeCallbacks() // before the shutdown, see closeCallbacks
 	body := bytes.Repeat([]byte("x"), bareSubmit)
 	r.acks.reset()
 	written := diskWritten()
@@ -203,6 +204,7 @@ func startBare(path string, commits int, callbacks http.RoundTripper) (*bare, er
 }
 
 func (b *bare) close() {
+	b.out.CloseIdleConnections() // else Shutdown waits 5 s for an unused one
 	_ = b.srv.Shutdown(context.Background())
 	<-b.served
 	b.wg.Wait()

@@ -58,7 +58,10 @@ func (r *runner) lifecycleOf(ctx context.Context, f lifecycleFlow) error {
 		return err
 	}
 	defer svc.Shutdown()
-	cl := client.New(svc.URL(), "", newHTTPClient(conc))
+	hc := newHTTPClient(conc)
+	defer hc.CloseIdleConnections()
+	defer r.closeCallbacks() // before the shutdown, see closeCallbacks
+	cl := client.New(svc.URL(), "", hc)
 	run := func(ctx context.Context, ref string) (time.Time, time.Time, error) {
 		ch := p.waiters.expect(ref)
 		defer p.waiters.forget(ref)

@@ -245,6 +245,12 @@ func (e *Engine) Start(ctx context.Context) error {
 // Stop stops taking work and waits for the workers, the timer service and
 // in-flight calls to finish their current step. Tasks they did not finish
 // stay runnable in the store and resume on the next Start.
+// CloseIdleConnections closes the idle connections of the client that sends
+// outbound calls. A server shutting down calls it first: an idle
+// connection to a provider it serves itself (the sandbox) would otherwise
+// hold http.Server.Shutdown for five seconds.
+func (e *Engine) CloseIdleConnections() { e.client.CloseIdleConnections() }
+
 func (e *Engine) Stop() {
 	if !e.started {
 		return

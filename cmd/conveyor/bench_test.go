@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/conveyor-dev/conveyor/bench"
@@ -55,5 +56,46 @@ func TestBench_quick(t *testing.T) {
 	var table bytes.Buffer
 	if err := rep.WriteTable(&table); err != nil || !bytes.Contains(table.Bytes(), []byte("SCENARIO")) {
 		t.Errorf("table: %v\n%s", err, table.String())
+	}
+}
+
+// TestBench_rounds runs the seed and the ceiling in two rounds: the table
+// keeps one round's rows (each metric once), and a note per concurrency
+// lists both rounds.
+func TestBench_rounds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two rounds of the smoke seed and ceiling take about ten seconds")
+	}
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"bench", "--smoke", "--only", "seed,ceiling", "--rounds", "2", "-q", "-o", "json", "--dir", t.TempDir()}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("conveyor bench --rounds 2 exited %d: %s", code, stderr.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("the JSON report does not decode: %v\n%s", err, stdout.String())
+	}
+	rows := map[string]int{}
+	for _, row := range rep.Rows {
+		rows[row.Scenario+" "+row.Metric]++
+	}
+	for _, m := range []string{
+		"seed completed flows/s @ 64 clients", "seed end-to-end p99 @ 256 clients",
+		"ceiling completed flows/s @ 64 clients", "seed engine's share of the ceiling @ 256 clients",
+	} {
+		if rows[m] != 1 {
+			t.Errorf("row %q appears %d times, want once", m, rows[m])
+		}
+	}
+	for _, conc := range []string{"seed @ 64: 2 rounds", "seed @ 256: 2 rounds"} {
+		n := 0
+		for _, note := range rep.Notes {
+			if strings.HasPrefix(note, conc) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d notes start %q, want one listing the rounds:\n%s", n, conc, strings.Join(rep.Notes, "\n"))
+		}
 	}
 }

@@ -73,6 +73,11 @@ type service struct {
 	srv     *http.Server
 	served  chan error
 	closers []func()
+	// idle close the idle client connections that lead back to this
+	// server (the engine's calls to the sandbox, the simulators'
+	// callbacks), before a shutdown: http.Server.Shutdown waits five
+	// seconds for a connection that was opened and never used.
+	idle []func()
 }
 
 // startService opens everything and starts serving; shutdown undoes it.
@@ -280,6 +285,7 @@ func (s *service) sandboxes(cfg serviceConfig, apiCfg *api.Config, env, secrets 
 		tr = sandboxTransport()
 	}
 	client := &http.Client{Timeout: 5 * time.Second, Transport: tr}
+	s.idle = append(s.idle, client.CloseIdleConnections)
 	lp := liqpay.New(liqpay.Config{Logger: cfg.Log, HTTPClient: client})
 	vs := via.New(via.Config{Logger: cfg.Log, HTTPClient: client})
 	s.closers = append(s.closers, func() { lp.Close(); vs.Close() })
@@ -309,6 +315,12 @@ func (s *service) wait(ctx context.Context) error {
 func (s *service) shutdown() {
 	if s.srv != nil {
 		s.log.Info("shutting down")
+		if s.eng != nil {
+			s.eng.CloseIdleConnections()
+		}
+		for _, closeIdle := range s.idle {
+			closeIdle()
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
 		if err := s.srv.Shutdown(sctx); err != nil {
