@@ -170,8 +170,10 @@ type runner struct {
 	rep  *Report
 	acks ackRecorder
 	// callbacks is the transport the simulators call back on (timed into
-	// acks), handed to every service and to the ceiling; closeCallbacks
-	// closes its idle connections.
+	// acks), handed to every service and to the ceiling. closeCallbacks
+	// closes its idle connections; each run calls it before shutting its
+	// server down, whose Shutdown would otherwise wait 5 s for a
+	// connection that was opened and never used.
 	callbacks      http.RoundTripper
 	closeCallbacks func()
 	// seed and ceiling hold their measurements by concurrency.
