@@ -20,15 +20,7 @@ func TestBench_quick(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the benchmark smoke run takes about half a minute")
 	}
-	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"bench", "--smoke", "-q", "-o", "json", "--dir", t.TempDir()}, &stdout, &stderr)
-	if code != 0 {
-		t.Fatalf("conveyor bench --smoke exited %d: %s", code, stderr.String())
-	}
-	var rep bench.Report
-	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
-		t.Fatalf("the JSON report does not decode: %v\n%s", err, stdout.String())
-	}
+	rep := benchJSON(t)
 	seen := map[string]int{}
 	for _, row := range rep.Rows {
 		seen[row.Scenario]++
@@ -66,15 +58,7 @@ func TestBench_rounds(t *testing.T) {
 	if testing.Short() {
 		t.Skip("two rounds of the smoke seed and ceiling take about ten seconds")
 	}
-	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"bench", "--smoke", "--only", "seed,ceiling", "--rounds", "2", "-q", "-o", "json", "--dir", t.TempDir()}, &stdout, &stderr)
-	if code != 0 {
-		t.Fatalf("conveyor bench --rounds 2 exited %d: %s", code, stderr.String())
-	}
-	var rep bench.Report
-	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
-		t.Fatalf("the JSON report does not decode: %v\n%s", err, stdout.String())
-	}
+	rep := benchJSON(t, "--only", "seed,ceiling", "--rounds", "2")
 	rows := map[string]int{}
 	for _, row := range rep.Rows {
 		rows[row.Scenario+" "+row.Metric]++
@@ -98,4 +82,20 @@ func TestBench_rounds(t *testing.T) {
 			t.Errorf("%d notes start %q, want one listing the rounds:\n%s", n, conc, strings.Join(rep.Notes, "\n"))
 		}
 	}
+}
+
+// benchJSON runs `conveyor bench --smoke -o json` with the extra flags and
+// returns its report.
+func benchJSON(t *testing.T, flags ...string) bench.Report {
+	t.Helper()
+	args := append([]string{"bench", "--smoke", "-q", "-o", "json", "--dir", t.TempDir()}, flags...)
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("conveyor %s exited %d: %s", strings.Join(args, " "), code, stderr.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("the JSON report does not decode: %v\n%s", err, stdout.String())
+	}
+	return rep
 }
