@@ -73,10 +73,11 @@ type service struct {
 	srv     *http.Server
 	served  chan error
 	closers []func()
-	// idle close the idle client connections that lead back to this
-	// server (the engine's calls to the sandbox, the simulators'
-	// callbacks), before a shutdown: http.Server.Shutdown waits five
-	// seconds for a connection that was opened and never used.
+	// idle holds what closes the idle client connections that lead back
+	// to this server (the simulators' callbacks; the engine's calls to the
+	// sandbox are closed through the engine), called before a shutdown:
+	// http.Server.Shutdown waits five seconds for a connection that was
+	// opened and never used.
 	idle []func()
 }
 
