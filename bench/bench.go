@@ -142,8 +142,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	r.rep.Machine = m
 	r.logf("machine: %d CPUs (%s), fsync p50 %.2f ms p99 %.2f ms on %s", m.CPUs, m.Model, m.FsyncP50ms, m.FsyncP99ms, m.Dir)
 	// The simulators' callbacks go out on a transport that times them.
-	r.callbacks, r.closeCallbacks = newCallbackTransport(&r.acks)
-	defer r.closeCallbacks()
+	var closeIdle func()
+	r.callbacks, closeIdle = newCallbackTransport(&r.acks)
+	defer closeIdle()
 	for _, s := range Scenarios {
 		if !r.selected(s) {
 			continue
@@ -170,12 +171,8 @@ type runner struct {
 	rep  *Report
 	acks ackRecorder
 	// callbacks is the transport the simulators call back on (timed into
-	// acks), handed to every service and to the ceiling. closeCallbacks
-	// closes its idle connections; each run calls it before shutting its
-	// server down, whose Shutdown would otherwise wait 5 s for a
-	// connection that was opened and never used.
-	callbacks      http.RoundTripper
-	closeCallbacks func()
+	// acks), handed to every service and to the ceiling.
+	callbacks http.RoundTripper
 	// seed and ceiling hold their measurements by concurrency.
 	seed    map[int]*loadResult
 	ceiling map[int]*ceilingResult

@@ -106,7 +106,6 @@ func (r *runner) ceilingAt(ctx context.Context, conc, commits int) (*loadResult,
 	defer b.close()
 	cl := newHTTPClient(conc)
 	defer cl.CloseIdleConnections()
-	defer r.closeCallbacks() // before the shutdown, see closeCallbacks
 	body := bytes.Repeat([]byte("x"), bareSubmit)
 	r.acks.reset()
 	written := diskWritten()
@@ -204,7 +203,9 @@ func startBare(path string, commits int, callbacks http.RoundTripper) (*bare, er
 }
 
 func (b *bare) close() {
-	b.out.CloseIdleConnections() // else Shutdown waits 5 s for an unused one
+	// Shutdown waits 5 s for a connection that was opened and never used.
+	b.out.CloseIdleConnections()
+	b.back.CloseIdleConnections()
 	_ = b.srv.Shutdown(context.Background())
 	<-b.served
 	b.wg.Wait()

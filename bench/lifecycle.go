@@ -60,7 +60,6 @@ func (r *runner) lifecycleOf(ctx context.Context, f lifecycleFlow) error {
 	defer svc.Shutdown()
 	hc := newHTTPClient(conc)
 	defer hc.CloseIdleConnections()
-	defer r.closeCallbacks() // before the shutdown, see closeCallbacks
 	cl := client.New(svc.URL(), "", hc)
 	run := func(ctx context.Context, ref string) (time.Time, time.Time, error) {
 		ch := p.waiters.expect(ref)

@@ -324,6 +324,15 @@ func newCallbackTransport(acks *ackRecorder) (http.RoundTripper, func()) {
 	return timingTransport{next: base, acks: acks}, base.CloseIdleConnections
 }
 
+// CloseIdleConnections closes the idle connections of the transport it
+// wraps, so that http.Client.CloseIdleConnections reaches them: a server
+// shutting down closes the callbacks' idle connections through its client.
+func (t timingTransport) CloseIdleConnections() {
+	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // quantile returns the q-quantile (0..1) of ds, 0 when empty.
 func quantile(ds []time.Duration, q float64) time.Duration {
 	if len(ds) == 0 {

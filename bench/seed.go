@@ -165,7 +165,6 @@ func (r *runner) seedAt(ctx context.Context, conc int) (*loadResult, float64, er
 	defer svc.Shutdown()
 	hc := newHTTPClient(conc)
 	defer hc.CloseIdleConnections()
-	defer r.closeCallbacks() // before the shutdown, see closeCallbacks
 	r.acks.reset()
 	commits, written := p.commits.Load(), diskWritten()
 	res := drive(ctx, conc, warmUp(r.o.Size.Duration), r.o.Size.Duration, nil, func(ctx context.Context, w, n int) (time.Time, time.Time, error) {

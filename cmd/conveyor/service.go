@@ -74,8 +74,9 @@ type service struct {
 	served  chan error
 	closers []func()
 	// idle holds what closes the idle client connections that lead back
-	// to this server (the simulators' callbacks; the engine's calls to the
-	// sandbox are closed through the engine), called before a shutdown:
+	// to this server (the simulators' callbacks, through their client; the
+	// engine's calls to the sandbox are closed through the engine), called
+	// before a shutdown:
 	// http.Server.Shutdown waits five seconds for a connection that was
 	// opened and never used.
 	idle []func()
