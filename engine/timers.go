@@ -27,7 +27,7 @@ const timerFirers = 4096
 func (e *Engine) timers() {
 	ctx := context.Background()
 	f := newFirer(e)
-	defer f.wg.Wait()
+	defer f.close()
 	for {
 		started, full, err := f.round(ctx)
 		if err != nil {
@@ -75,17 +75,33 @@ func (e *Engine) timers() {
 // firer starts fires of due timers, at most timerFirers at once, and never
 // two of one task: the timer index still holds a timer while its fire
 // commits, so the next read returns it again.
+//
+// Fires run on workers that outlive one fire: a worker that ends a fire
+// takes the next one handed over, and exits after fireWorkerIdle without
+// work. A fire's stack grows to tens of KiB (load, decide, encode), and a
+// fresh goroutine per fire paid that growth every time: a tenth of the CPU
+// of a burst of timeouts went to copying stacks.
 type firer struct {
-	e        *Engine
-	slots    chan struct{}
+	e     *Engine
+	slots chan struct{}
+	// work hands a timer to an idle worker; unbuffered, so a send succeeds
+	// only when one waits.
+	work     chan uuid.UUID
 	ended    chan struct{} // signalled (coalesced) when a fire ends
-	wg       sync.WaitGroup
+	workers  sync.WaitGroup
+	fires    sync.WaitGroup // fires started and not ended
+	quit     chan struct{}  // closed by close: idle workers exit
 	mu       sync.Mutex
 	inflight map[uuid.UUID]struct{}
 }
 
+// fireWorkerIdle is how long a fire worker waits for the next fire before it
+// exits.
+const fireWorkerIdle = 2 * time.Second
+
 func newFirer(e *Engine) *firer {
-	return &firer{e: e, slots: make(chan struct{}, timerFirers), ended: make(chan struct{}, 1), inflight: map[uuid.UUID]struct{}{}}
+	return &firer{e: e, slots: make(chan struct{}, timerFirers), work: make(chan uuid.UUID), ended: make(chan struct{}, 1),
+		quit: make(chan struct{}), inflight: map[uuid.UUID]struct{}{}}
 }
 
 // busy reports whether fires are in flight.
@@ -126,22 +142,55 @@ func (f *firer) round(ctx context.Context) (started int, full bool, err error) {
 		f.inflight[t.TaskID] = struct{}{}
 		f.mu.Unlock()
 		started++
-		f.wg.Go(func() {
-			defer f.done(t.TaskID)
-			defer e.cl.release(t.TaskID) // the lease ClaimDue took, in a cluster
-			e.fire(ctx, t.TaskID)
-		})
+		f.fires.Add(1)
+		select {
+		case f.work <- t.TaskID:
+		default:
+			f.workers.Go(func() { f.worker(ctx, t.TaskID) })
+		}
 	}
 	return started, len(due) == limit, err
 }
 
-// done ends a fire: frees its slot and tells the service.
-func (f *firer) done(id uuid.UUID) {
-	f.mu.Lock()
-	delete(f.inflight, id)
-	f.mu.Unlock()
-	<-f.slots
-	signal(f.ended)
+// worker fires id, then every timer handed to it, until it has waited
+// fireWorkerIdle for one or the engine stops.
+func (f *firer) worker(ctx context.Context, id uuid.UUID) {
+	idle := time.NewTimer(fireWorkerIdle)
+	defer idle.Stop()
+	for {
+		f.fire(ctx, id)
+		idle.Reset(fireWorkerIdle)
+		select {
+		case id = <-f.work:
+		case <-idle.C:
+			return
+		case <-f.quit:
+			return
+		case <-f.e.stop:
+			return
+		}
+	}
+}
+
+// fire runs one fire and ends it: frees its slot and tells the service.
+func (f *firer) fire(ctx context.Context, id uuid.UUID) {
+	defer f.fires.Done()
+	defer func() {
+		f.mu.Lock()
+		delete(f.inflight, id)
+		f.mu.Unlock()
+		<-f.slots
+		signal(f.ended)
+	}()
+	defer f.e.cl.release(id) // the lease ClaimDue took, in a cluster
+	f.e.fire(ctx, id)
+}
+
+// close waits for the fires in flight and lets the idle workers go.
+func (f *firer) close() {
+	f.fires.Wait()
+	close(f.quit)
+	f.workers.Wait()
 }
 
 // FireDue fires every timer due now, round after round, each round to its
@@ -149,10 +198,11 @@ func (f *firer) done(id uuid.UUID) {
 // clock instead of waiting for the timer service.
 func (e *Engine) FireDue(ctx context.Context) (int, error) {
 	f := newFirer(e)
+	defer f.close()
 	total := 0
 	for {
 		n, full, err := f.round(ctx)
-		f.wg.Wait()
+		f.fires.Wait()
 		total += n
 		if err != nil || !full {
 			return total, err
