@@ -26,6 +26,8 @@ const (
 	// fsyncs) that writes the commits queued while the previous one ran.
 	MetricGroupCommitDuration = "conveyor_store_group_commit_duration_seconds"
 	MetricGroupCommitRequests = "conveyor_store_group_commit_requests"
+	MetricGroupCommitWrite    = "conveyor_store_group_commit_write_seconds"
+	MetricGroupCommitPages    = "conveyor_store_group_commit_pages"
 	MetricHTTPRequests        = "conveyor_http_requests_total"
 	MetricHTTPDuration        = "conveyor_http_request_duration_seconds"
 	MetricQueueAlarm          = "conveyor_queue_alarm"
@@ -47,6 +49,8 @@ type Metrics struct {
 	alarms       *prometheus.GaugeVec
 	groups       prometheus.Histogram
 	groupSizes   prometheus.Histogram
+	groupWrites  prometheus.Histogram
+	groupPages   prometheus.Histogram
 }
 
 var _ engine.Metrics = (*Metrics)(nil)
@@ -89,16 +93,28 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Requests (engine commits, purges) written by each of the bolt store's group commits.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 13), // 1 .. 4096, the store's largest group
 		})),
+		groupWrites: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    MetricGroupCommitWrite,
+			Help:    "Part of each group commit spent writing its dirty pages and syncing them (two fsyncs). The rest of the duration is the writer's work in memory.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		})),
+		groupPages: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    MetricGroupCommitPages,
+			Help:    "Pages (4 KiB) each group commit of the bolt store wrote: scattered writes, one per B-tree leaf or branch its commits touched.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 15), // 1 .. 16384
+		})),
 	}
 }
 
 // GroupCommit observes one group commit of the bolt store: how many
-// requests it wrote and how long its transaction took. Its signature is the
-// bolt store's CommitObserver; other stores have no group commits and leave
-// the two histograms empty.
-func (m *Metrics) GroupCommit(requests int, d time.Duration) {
-	m.groups.Observe(d.Seconds())
+// requests it wrote, how long its transaction took, how much of that went to
+// writing and syncing pages, and how many pages it wrote. Other stores have
+// no group commits and leave the four histograms empty.
+func (m *Metrics) GroupCommit(requests int, took, write time.Duration, pages int) {
+	m.groups.Observe(took.Seconds())
 	m.groupSizes.Observe(float64(requests))
+	m.groupWrites.Observe(write.Seconds())
+	m.groupPages.Observe(float64(pages))
 }
 
 // Transition implements engine.Metrics.

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/conveyor-dev/conveyor/engine"
+	"github.com/conveyor-dev/conveyor/store/bolt"
 )
 
 // Scenario names, in the order they run.
@@ -269,8 +270,9 @@ type ServiceOptions struct {
 	// times them through it); nil for the service's default.
 	SandboxTransport http.RoundTripper
 	// StoreCommits, when set, is told of each group commit of the bolt
-	// store: how many commits it wrote and how long it took.
-	StoreCommits func(requests int, took time.Duration)
+	// store: how many commits it wrote, how long it took, how much of that
+	// went to writing pages, and how many.
+	StoreCommits bolt.CommitObserver
 }
 
 // Service is a running service.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/conveyor-dev/conveyor/engine"
 	"github.com/conveyor-dev/conveyor/store"
+	"github.com/conveyor-dev/conveyor/store/bolt"
 )
 
 // probe watches a service from inside its engine: it counts commits and
@@ -31,9 +32,7 @@ type probe struct {
 	lagMu sync.Mutex
 	lags  []time.Duration
 
-	// groups keeps the store's group commits: when each ended, how many
-	// commits (requests: Commit calls and the like) it wrote and how long
-	// its transaction took (fsync included).
+	// groups keeps the store's group commits and when each ended.
 	groupMu sync.Mutex
 	groups  []groupCommit
 
@@ -128,32 +127,33 @@ func (p *probe) Alarm(process, node string, on bool) {
 
 // groupCommit is one transaction of the store's writer.
 type groupCommit struct {
-	end      time.Time
-	requests int
-	took     time.Duration
+	end time.Time
+	bolt.GroupCommit
 }
 
 // storeCommit is the store's commit observer (ServiceOptions.StoreCommits).
-func (p *probe) storeCommit(requests int, took time.Duration) {
+func (p *probe) storeCommit(g bolt.GroupCommit) {
 	p.groupMu.Lock()
-	p.groups = append(p.groups, groupCommit{end: time.Now(), requests: requests, took: took})
+	p.groups = append(p.groups, groupCommit{end: time.Now(), GroupCommit: g})
 	p.groupMu.Unlock()
 }
 
 // groupStats sums up the group commits that ended between from and to.
 type groupStats struct {
 	perSecond, requests, busy float64 // groups/s, commits per group, share of the time the writer was in a transaction
-	took                      time.Duration
+	pages                     float64 // pages written per group
+	took, write               time.Duration
 }
 
 func (p *probe) groupsBetween(from, to time.Time) (groupStats, bool) {
 	p.groupMu.Lock()
 	defer p.groupMu.Unlock()
-	var n, requests int
-	var took time.Duration
+	var n, requests, pages int
+	var took, write time.Duration
 	for _, g := range p.groups {
 		if g.end.After(from) && !g.end.After(to) {
-			n, requests, took = n+1, requests+g.requests, took+g.took
+			n, requests, pages = n+1, requests+g.Requests, pages+g.Pages
+			took, write = took+g.Took, write+g.Write
 		}
 	}
 	span := to.Sub(from).Seconds()
@@ -161,13 +161,17 @@ func (p *probe) groupsBetween(from, to time.Time) (groupStats, bool) {
 		return groupStats{}, false
 	}
 	return groupStats{perSecond: float64(n) / span, requests: float64(requests) / float64(n),
-		busy: took.Seconds() / span, took: took / time.Duration(n)}, true
+		busy: took.Seconds() / span, pages: float64(pages) / float64(n),
+		took: took / time.Duration(n), write: write / time.Duration(n)}, true
 }
 
-// String reads as a bench note.
+// String reads as a bench note: the rate and size of the group commits, and
+// how a transaction's time splits between the writer's work in memory and
+// writing and syncing its pages.
 func (g groupStats) String() string {
-	return fmt.Sprintf("the store's writer ran %.0f group commits/s of %.1f commits each, %.2f ms per transaction (fsync included), in a transaction %.0f %% of the time",
-		g.perSecond, g.requests, ms(g.took), 100*g.busy)
+	return fmt.Sprintf("the store's writer ran %.0f group commits/s of %.1f commits each, %.2f ms per transaction, "+
+		"of which %.2f ms writing %.0f pages (%.1f per commit) and syncing them, in a transaction %.0f %% of the time",
+		g.perSecond, g.requests, ms(g.took), ms(g.write), g.pages, g.pages/g.requests, 100*g.busy)
 }
 
 // commitLatencies returns the commit latencies observed so far and forgets

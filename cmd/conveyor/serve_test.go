@@ -137,8 +137,10 @@ func TestServe_withSandbox(t *testing.T) {
 		}
 		// The bolt store's group commits reach the metrics: the task's
 		// commits were written by some.
-		if path == "/metrics" && !regexp.MustCompile(`(?m)^`+api.MetricGroupCommitDuration+`_count [1-9]`).Match(body) {
-			t.Errorf("metrics lack the store's group commits:\n%s", grepLines(string(body), "conveyor_store"))
+		for _, name := range []string{api.MetricGroupCommitDuration, api.MetricGroupCommitPages} {
+			if path == "/metrics" && !regexp.MustCompile(`(?m)^`+name+`_count [1-9]`).Match(body) {
+				t.Errorf("metrics lack the store's group commits (%s):\n%s", name, grepLines(string(body), "conveyor_store"))
+			}
 		}
 	}
 	resp, err := http.Get(s.url + "/api/v1/tasks")

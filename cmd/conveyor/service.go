@@ -97,7 +97,7 @@ func startService(ctx context.Context, cfg serviceConfig) (_ *service, err error
 	}
 	apiCfg := api.Config{Token: cfg.Token, Logger: cfg.Log, Registry: prometheus.NewRegistry()}
 	metrics := api.NewMetrics(apiCfg.Registry)
-	st, key, err := openData(ctx, cfg, metrics.GroupCommit)
+	st, key, err := openData(ctx, cfg, func(g bolt.GroupCommit) { metrics.GroupCommit(g.Requests, g.Took, g.Write, g.Pages) })
 	if err != nil {
 		return nil, err
 	}
@@ -244,11 +244,11 @@ func openData(ctx context.Context, cfg serviceConfig, groups bolt.CommitObserver
 		}
 		observe := groups
 		if bench := cfg.StoreCommits; bench != nil {
-			observe = func(requests int, d time.Duration) {
+			observe = func(g bolt.GroupCommit) {
 				if groups != nil {
-					groups(requests, d)
+					groups(g)
 				}
-				bench(requests, d)
+				bench(g)
 			}
 		}
 		st, err := openBolt(cfg.DB, bolt.Options{Logger: cfg.Log, Metrics: observe})

@@ -75,11 +75,31 @@ type Options struct {
 	bolt func(*bbolt.Options)
 }
 
-// CommitObserver is told, after each group commit that reached the disk, how
-// many requests (Commit, Purge and PutVersion calls) it answered and how long
-// its transaction took, fsync included. It runs on the writer goroutine, so
-// it must return quickly and must not call the DB.
-type CommitObserver func(batch int, d time.Duration)
+// CommitObserver is told of each group commit that reached the disk. It runs
+// on the writer goroutine, so it must return quickly and must not call the
+// DB.
+type CommitObserver func(GroupCommit)
+
+// GroupCommit describes one group commit: one bbolt transaction that wrote
+// every request queued while the one before it committed.
+//
+// Took minus Write is the writer's work in memory: checking the requests,
+// updating the B-trees and laying out the dirty pages, so the two tell a
+// writer that waits for its disk from one that waits for a CPU.
+type GroupCommit struct {
+	// Requests is how many requests (Commit, Purge, PutVersion and the
+	// like) it answered.
+	Requests int
+	// Took is the whole transaction, from its start until its meta page was
+	// synced.
+	Took time.Duration
+	// Write is the part of Took spent writing the dirty pages and the meta
+	// page and syncing each (bbolt's two fdatasyncs).
+	Write time.Duration
+	// Pages is how many writes of dirty pages it made: one per page, or per
+	// run of a value's overflow pages; the meta page is not counted.
+	Pages int
+}
 
 // withDefaults fills the zero fields of o.
 func (o Options) withDefaults() Options {

@@ -158,11 +158,11 @@ func TestDB_Commit(t *testing.T) {
 		t.Parallel()
 		ctx := t.Context()
 		var mu sync.Mutex
-		var batches []int
-		db := openTest(t, tempPath(t), Options{Metrics: func(n int, _ time.Duration) {
+		var groups []GroupCommit
+		db := openTest(t, tempPath(t), Options{Metrics: func(g GroupCommit) {
 			mu.Lock()
 			defer mu.Unlock()
-			batches = append(batches, n)
+			groups = append(groups, g)
 		}})
 		existing := newTask("payment", "")
 		if err := db.Commit(ctx, creation(existing)); err != nil {
@@ -191,6 +191,17 @@ func TestDB_Commit(t *testing.T) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
+		var batches []int
+		for _, g := range groups {
+			batches = append(batches, g.Requests)
+			// A new file's buckets are small enough to live inline in
+			// the root's leaf: the pages written are that leaf and the
+			// freelist; syncing them takes time.
+			if g.Pages < 2 || g.Write <= 0 || g.Write > g.Took {
+				t.Errorf("group commit of %d requests: %d pages written in %v of %v, want at least 2 pages and 0 < write time <= transaction time",
+					g.Requests, g.Pages, g.Write, g.Took)
+			}
+		}
 		if want := []int{1, 5}; !cmp.Equal(batches, want) {
 			t.Errorf("group commits answered %v requests, want %v", batches, want)
 		}
@@ -358,7 +369,7 @@ func BenchmarkDB_Commit(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			var batches atomic.Int64
-			db := openTest(b, tempPath(b), Options{Metrics: func(int, time.Duration) { batches.Add(1) }})
+			db := openTest(b, tempPath(b), Options{Metrics: func(GroupCommit) { batches.Add(1) }})
 			ctx := context.Background()
 			commit := func() {
 				if err := db.Commit(ctx, creation(newTask("payment", ""))); err != nil {

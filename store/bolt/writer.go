@@ -129,11 +129,11 @@ func (db *DB) commit(batch []*request) {
 		return
 	}
 	start := time.Now()
-	errs, err := db.run(batch)
+	errs, stats, err := db.run(batch)
 	if errors.Is(err, errNoWrites) {
 		err = nil
 	} else if err == nil && db.observe != nil {
-		db.observe(len(batch), time.Since(start))
+		db.observe(GroupCommit{Requests: len(batch), Took: time.Since(start), Write: stats.GetWriteTime(), Pages: max(int(stats.GetWrite())-1, 0)})
 	}
 	if err != nil {
 		db.log.Error("group commit failed", "requests", len(batch), "err", err)
@@ -167,14 +167,17 @@ func take(batch []*request) []*request {
 
 // run applies batch in one transaction. errs holds each request's own
 // failure; err is the transaction's, and when it is set nothing was written.
-func (db *DB) run(batch []*request) (errs []error, err error) {
+// stats are the statistics of the transaction that committed.
+func (db *DB) run(batch []*request) (errs []error, stats bbolt.TxStats, err error) {
 	errs = make([]error, len(batch))
 	// broken holds the requests whose writes failed after they passed
 	// validation (a bug in a prepareFunc); they are left out of the next try.
 	broken := make([]error, len(batch))
 	for {
 		retry := false
+		var last *bbolt.Tx
 		err = db.update(func(tx *bbolt.Tx) error {
+			last = tx
 			db.later.reset(tx)
 			wrote := false
 			for i, req := range batch {
@@ -198,7 +201,11 @@ func (db *DB) run(batch []*request) (errs []error, err error) {
 			return db.later.flush()
 		})
 		if !retry {
-			return errs, err
+			if err == nil {
+				// A committed transaction keeps its statistics.
+				stats = last.Stats()
+			}
+			return errs, stats, err
 		}
 	}
 }

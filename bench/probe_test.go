@@ -1,0 +1,36 @@
+package bench
+
+import (
+	"testing"
+	"time"
+
+	"github.com/conveyor-dev/conveyor/store/bolt"
+)
+
+// The writer's note sums the group commits that ended inside the window
+// only, and splits a transaction's time into the writer's work in memory
+// and writing its pages.
+func TestProbe_groupsBetween(t *testing.T) {
+	p := newProbe()
+	from := time.Now()
+	p.storeCommit(bolt.GroupCommit{Requests: 10, Took: 4 * time.Millisecond, Write: 3 * time.Millisecond, Pages: 40})
+	p.storeCommit(bolt.GroupCommit{Requests: 30, Took: 6 * time.Millisecond, Write: 1 * time.Millisecond, Pages: 60})
+	to := from.Add(100 * time.Millisecond)
+	p.groups = append(p.groups, groupCommit{end: to.Add(time.Millisecond), GroupCommit: bolt.GroupCommit{Requests: 1000, Took: time.Second}})
+
+	g, ok := p.groupsBetween(from, to)
+	if !ok {
+		t.Fatal("no group commits in the window")
+	}
+	if g.perSecond != 20 || g.requests != 20 || g.pages != 50 || g.took != 5*time.Millisecond || g.write != 2*time.Millisecond {
+		t.Errorf("groups = %+v, want 20/s of 20 commits, 50 pages, 5 ms of which 2 ms writing", g)
+	}
+	want := "the store's writer ran 20 group commits/s of 20.0 commits each, 5.00 ms per transaction, " +
+		"of which 2.00 ms writing 50 pages (2.5 per commit) and syncing them, in a transaction 10 % of the time"
+	if got := g.String(); got != want {
+		t.Errorf("note:\n got %s\nwant %s", got, want)
+	}
+	if _, ok := p.groupsBetween(to, to.Add(-time.Second)); ok {
+		t.Error("an empty window has group commits")
+	}
+}
