@@ -141,7 +141,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	r.rep.Machine = m
-	r.logf("machine: %d CPUs (%s), fsync p50 %.2f ms p99 %.2f ms on %s", m.CPUs, m.Model, m.FsyncP50ms, m.FsyncP99ms, m.Dir)
+	r.logf("machine: %d CPUs (%s), fsync p50 %.2f ms p99 %.2f ms, %d pages + fdatasync scattered %.2f ms contiguous %.2f ms, on %s",
+		m.CPUs, m.Model, m.FsyncP50ms, m.FsyncP99ms, probePages, m.ScatteredMs, m.ContiguousMs, m.Dir)
 	// The simulators' callbacks go out on a transport that times them.
 	var closeIdle func()
 	r.callbacks, closeIdle = newCallbackTransport(&r.acks)
@@ -377,8 +378,10 @@ func thousands(n int64) string {
 // WriteTable prints the report for people.
 func (rep *Report) WriteTable(w io.Writer) error {
 	m := rep.Machine
-	fmt.Fprintf(w, "conveyor bench (%s, window %s) on %d CPUs (GOMAXPROCS %d), %s, Go %s; fsync p50 %.2f ms, p99 %.2f ms; load average before: %s\n\n",
-		rep.Size, rep.Duration, m.CPUs, m.Procs, m.Model, m.GoVersion, m.FsyncP50ms, m.FsyncP99ms, m.LoadAverage)
+	fmt.Fprintf(w, "conveyor bench (%s, window %s) on %d CPUs (GOMAXPROCS %d), %s, Go %s; fsync p50 %.2f ms, p99 %.2f ms; "+
+		"%d pages + fdatasync: scattered %.2f ms, contiguous %.2f ms; load average before: %s\n\n",
+		rep.Size, rep.Duration, m.CPUs, m.Procs, m.Model, m.GoVersion, m.FsyncP50ms, m.FsyncP99ms,
+		probePages, m.ScatteredMs, m.ContiguousMs, m.LoadAverage)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tMETRIC\tVALUE\tTARGET\tVERDICT")
 	for _, row := range rep.Rows {

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +27,14 @@ type Machine struct {
 	Dir        string  `json:"dir"`
 	FsyncP50ms float64 `json:"fsync_p50_ms"`
 	FsyncP99ms float64 `json:"fsync_p99_ms"`
+	// ScatteredMs and ContiguousMs are the median times to write
+	// probePages 4 KiB pages and fdatasync them, at random places in a
+	// file and side by side: what a bbolt commit that touched that many
+	// B-tree pages costs the disk, and what it would cost if its pages
+	// were adjacent. Their ratio is how much this disk charges per
+	// separate write.
+	ScatteredMs  float64 `json:"scattered_pages_sync_ms"`
+	ContiguousMs float64 `json:"contiguous_pages_sync_ms"`
 	// LoadAverage is the 1-minute load before the run: other work on the
 	// machine makes every number worse.
 	LoadAverage string `json:"load_average"`
@@ -32,6 +42,15 @@ type Machine struct {
 
 // fsyncProbes is how many write+fdatasync rounds measure the disk.
 const fsyncProbes = 200
+
+// probePages is how many pages a round of pageSync writes: about what a
+// group commit of the seed flow at 64 clients writes (BENCHMARKS.md).
+// pageRounds rounds of each layout run in a file of probeFile bytes.
+const (
+	probePages = 48
+	pageRounds = 15
+	probeFile  = 64 << 20
+)
 
 func probeMachine(dir string) (Machine, error) {
 	if dir == "" {
@@ -52,7 +71,66 @@ func probeMachine(dir string) (Machine, error) {
 		return m, fmt.Errorf("bench: measure fsync in %s: %w", dir, err)
 	}
 	m.FsyncP50ms, m.FsyncP99ms = ms(quantile(ds, 0.5)), ms(quantile(ds, 0.99))
+	scattered, contiguous, err := pageSync(dir)
+	if err != nil {
+		return m, fmt.Errorf("bench: measure page writes in %s: %w", dir, err)
+	}
+	m.ScatteredMs, m.ContiguousMs = ms(scattered), ms(contiguous)
 	return m, nil
+}
+
+// pageSync returns the median times to write probePages pages and
+// fdatasync them, scattered over a file of probeFile bytes (in offset
+// order, as bbolt writes them) and side by side.
+func pageSync(dir string) (scattered, contiguous time.Duration, err error) {
+	f, err := os.CreateTemp(dir, "conveyor-bench-pages-")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	// Write the file first, so that no round pays for allocating blocks.
+	if _, err := f.Write(make([]byte, probeFile)); err != nil {
+		return 0, 0, err
+	}
+	if err := fdatasync(f); err != nil {
+		return 0, 0, err
+	}
+	page := bytes.Repeat([]byte{0x5a}, 4096)
+	const pages = probeFile / 4096
+	round := func(ids []int) (time.Duration, error) {
+		start := time.Now()
+		for _, id := range ids {
+			if _, err := f.WriteAt(page, int64(id)*4096); err != nil {
+				return 0, err
+			}
+		}
+		err := fdatasync(f)
+		return time.Since(start), err
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
+	var s, c []time.Duration
+	for range pageRounds {
+		ids := make([]int, probePages)
+		for i := range ids {
+			ids[i] = rng.IntN(pages)
+		}
+		slices.Sort(ids)
+		d, err := round(ids)
+		if err != nil {
+			return 0, 0, err
+		}
+		s = append(s, d)
+		first := rng.IntN(pages - probePages)
+		for i := range ids {
+			ids[i] = first + i
+		}
+		if d, err = round(ids); err != nil {
+			return 0, 0, err
+		}
+		c = append(c, d)
+	}
+	return quantile(s, 0.5), quantile(c, 0.5), nil
 }
 
 func cpuModel() string {

@@ -45,8 +45,13 @@ func TestBench_quick(t *testing.T) {
 	if !slices.ContainsFunc(rep.Rows, func(r bench.Row) bool { return r.Metric == "engine's share of the ceiling @ 64 clients" }) {
 		t.Error("no share of the ceiling row")
 	}
+	// The machine's disk is measured: one page synced, and a commit's worth
+	// of pages scattered and side by side.
+	if m := rep.Machine; m.FsyncP50ms <= 0 || m.ScatteredMs <= 0 || m.ContiguousMs <= 0 {
+		t.Errorf("machine: fsync p50 %v ms, pages scattered %v ms, contiguous %v ms; want each measured", m.FsyncP50ms, m.ScatteredMs, m.ContiguousMs)
+	}
 	var table bytes.Buffer
-	if err := rep.WriteTable(&table); err != nil || !bytes.Contains(table.Bytes(), []byte("SCENARIO")) {
+	if err := rep.WriteTable(&table); err != nil || !bytes.Contains(table.Bytes(), []byte("SCENARIO")) || !bytes.Contains(table.Bytes(), []byte("pages + fdatasync: scattered")) {
 		t.Errorf("table: %v\n%s", err, table.String())
 	}
 }
