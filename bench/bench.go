@@ -9,9 +9,12 @@
 //   - seed: the shipped liqpay-hold flow (submit over HTTP, Calling API to
 //     the LiqPay simulator, the simulator's callback over HTTP, final) at
 //     concurrency 64 and 256: flows/s, end-to-end and callback latencies.
-//   - ceiling: the same HTTP exchanges and as many fsync'd commits per flow,
-//     done by a bare program with no engine: the physical limit of the
-//     machine, against which the seed rows state the engine's share.
+//   - ceiling: the same HTTP exchanges, with the same LiqPay simulator, and
+//     as many fsync'd commits per flow, done by a bare program with no
+//     engine: the limit of the machine for this flow, against which the seed
+//     rows state the engine's share; and the same program against a bare
+//     provider (no JSON, no signatures on either side), the machine's limit
+//     for the exchange alone.
 //   - scale: a million tasks waiting in a callback node (RSS, file size,
 //     restart to ready), then a hundred thousand of their timeouts due in
 //     the same second (time to fire them all, lag).

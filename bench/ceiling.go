@@ -6,8 +6,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -38,11 +40,19 @@ const (
 // ceilingRun measures, at each of the seed's concurrencies, a bare program
 // that does what a seed flow does on the wire and on disk and nothing
 // else: the client POSTs a submit; the server commits and answers, then
-// POSTs a hold to a simulator-like endpoint that answers and then POSTs a
-// callback back; the server commits the reply and the callback, as many
-// fsync'd commits in all as a seed flow costs (measured by the seed
-// scenario, 3 when it did not run), grouped by a writer like the store's.
-// No JSON, no signatures, no FSM, no indexes: the machine's limit.
+// POSTs the hold to the LiqPay simulator (the service's, signed as LiqPay
+// wants), which answers and then POSTs its callback back; the server
+// commits the reply and the callback, as many fsync'd commits in all as a
+// seed flow costs (measured by the seed scenario, 3 when it did not run),
+// grouped by a writer like the store's. No engine: no decoding of the
+// reply or the callback, no FSM, no indexes, no history.
+//
+// The provider is the one the seed talks to, and it shares the machine's
+// two CPUs with the program in both measurements: the engine's share is
+// then what the engine costs, not what the simulator does. Each round also
+// measures the bare program against a bare provider (fixed bytes, no
+// JSON, no signatures): the machine's limit for the exchange, reported
+// beside it.
 func (r *runner) ceilingRun(ctx context.Context) error {
 	commits := commitsOf(r.commitsPerFlow)
 	for _, conc := range r.o.Size.SeedConcurrency {
@@ -60,6 +70,9 @@ func (r *runner) ceilingRun(ctx context.Context) error {
 		r.add(Row{Scenario: Ceiling, Metric: "end-to-end p50" + at, Value: ms(quantile(c.res.latencies, 0.5)), Unit: "ms"})
 		r.add(Row{Scenario: Ceiling, Metric: "end-to-end p99" + at, Value: ms(quantile(c.res.latencies, 0.99)), Unit: "ms"})
 		r.add(Row{Scenario: Ceiling, Metric: "callback ack p99" + at, Value: ms(quantile(c.acks, 0.99)), Unit: "ms"})
+		if c.limit != nil {
+			r.add(Row{Scenario: Ceiling, Metric: "completed flows/s, bare provider" + at, Value: c.limit.rate, Unit: "/s"})
+		}
 		r.note("ceiling @ %d: %d fsync'd commits per flow, %d B written per commit; %s", conc, c.commits, bareRecord, c.writer)
 	}
 	r.share()
@@ -81,25 +94,34 @@ type ceilingResult struct {
 	acks    []time.Duration
 	commits int
 	writer  string // how hard the group committer worked
+	// limit is the bare program against a bare provider, measured right
+	// after res.
+	limit *loadResult
 }
 
 // measureCeiling measures the bare program at conc clients, for the
 // ceiling's rows and the seed's share.
 func (r *runner) measureCeiling(ctx context.Context, conc, commits int) (*ceilingResult, error) {
-	res, writer, err := r.ceilingAt(ctx, conc, commits)
+	res, writer, err := r.ceilingAt(ctx, conc, commits, true)
 	if err != nil {
 		return nil, err
 	}
-	return &ceilingResult{res: res, acks: r.acks.between(res.from, res.to), commits: commits, writer: writer}, nil
+	c := &ceilingResult{res: res, acks: r.acks.between(res.from, res.to), commits: commits, writer: writer}
+	if c.limit, _, err = r.ceilingAt(ctx, conc, commits, false); err != nil {
+		return nil, fmt.Errorf("bare provider: %w", err)
+	}
+	return c, nil
 }
 
-func (r *runner) ceilingAt(ctx context.Context, conc, commits int) (*loadResult, string, error) {
+// ceilingAt measures the bare program at conc clients, against the LiqPay
+// simulator (sandbox) or a bare provider.
+func (r *runner) ceilingAt(ctx context.Context, conc, commits int, sandbox bool) (*loadResult, string, error) {
 	dir, cleanup, err := r.tempDir(fmt.Sprintf("ceiling-%d", conc))
 	if err != nil {
 		return nil, "", err
 	}
 	defer cleanup()
-	b, err := startBare(filepath.Join(dir, "bare.db"), commits, r.callbacks)
+	b, err := startBare(filepath.Join(dir, "bare.db"), commits, r.callbacks, sandbox)
 	if err != nil {
 		return nil, "", err
 	}
@@ -157,12 +179,15 @@ func roundTrip(c *http.Client, req *http.Request, want int) error {
 }
 
 // bare is the ceiling's server: one HTTP server holding both the service's
-// endpoints and the simulator's, and a bbolt file written by a group
-// committer.
+// endpoints and the provider's (the LiqPay simulator, or a bare one), and a
+// bbolt file written by a group committer.
 type bare struct {
-	url     string
-	srv     *http.Server
-	served  chan error
+	url    string
+	srv    *http.Server
+	served chan error
+	// lp is the LiqPay simulator the holds go to; nil for the bare
+	// provider (simulate).
+	lp      *liqpay.Server
 	w       *groupWriter
 	out     *http.Client // server -> simulator, pooled like the engine's
 	back    *http.Client // simulator -> server, as the LiqPay sandbox's
@@ -177,7 +202,7 @@ type bare struct {
 	firstFailure atomic.Value // string
 }
 
-func startBare(path string, commits int, callbacks http.RoundTripper) (*bare, error) {
+func startBare(path string, commits int, callbacks http.RoundTripper, sandbox bool) (*bare, error) {
 	w, err := openGroupWriter(path)
 	if err != nil {
 		return nil, err
@@ -196,7 +221,13 @@ func startBare(path string, commits int, callbacks http.RoundTripper) (*bare, er
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /submit/{id}", b.submit)
 	mux.HandleFunc("POST /callbacks/{id}", b.callback)
-	mux.HandleFunc("POST /sim/request/{id}", b.simulate)
+	if sandbox {
+		// As serve --sandbox mounts it, logging as the bench's service does.
+		b.lp = liqpay.New(liqpay.Config{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), HTTPClient: b.back})
+		mux.Handle("/sandbox/liqpay/", http.StripPrefix("/sandbox/liqpay", b.lp))
+	} else {
+		mux.HandleFunc("POST /sim/request/{id}", b.simulate)
+	}
 	b.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { b.served <- b.srv.Serve(ln) }()
 	return b, nil
@@ -209,7 +240,11 @@ func (b *bare) close() {
 	_ = b.srv.Shutdown(context.Background())
 	<-b.served
 	b.wg.Wait()
+	if b.lp != nil {
+		_ = b.lp.Close() // waits for its callbacks in flight
+	}
 	b.out.CloseIdleConnections()
+	b.back.CloseIdleConnections()
 	b.w.close()
 }
 
@@ -239,10 +274,20 @@ func (b *bare) submit(w http.ResponseWriter, r *http.Request) {
 	b.wg.Go(func() { b.call(id) })
 }
 
-// call sends the hold to the simulator and commits its reply.
+// call sends the hold to the provider and commits its reply.
 func (b *bare) call(id string) {
+	target, body := b.url+"/sim/request/"+id, make([]byte, bareHoldRequest)
+	if b.lp != nil {
+		target = b.url + "/sandbox/liqpay" + liqpay.PathRequest
+		form, err := b.hold(id)
+		if err != nil {
+			b.firstFailure.CompareAndSwap(nil, err.Error())
+			return
+		}
+		body = form
+	}
 	err := b.retry(func() error {
-		req, err := http.NewRequest(http.MethodPost, b.url+"/sim/request/"+id, bytes.NewReader(make([]byte, bareHoldRequest)))
+		req, err := http.NewRequest(http.MethodPost, target, bytes.NewReader(body))
 		if err != nil {
 			return err
 		}
@@ -253,6 +298,26 @@ func (b *bare) call(id string) {
 		return
 	}
 	b.event(id, replied)
+}
+
+// hold is the LiqPay hold the seed flow's calling_api node sends for the
+// bench's input (holdData), with the same fields, as the signed form the
+// simulator reads. The simulator's answer is not decoded: the bare program
+// commits it as it comes.
+func (b *bare) hold(id string) ([]byte, error) {
+	params := map[string]any{"action": "hold", "version": "3", "public_key": liqpay.DefaultPublicKey, "server_url": b.url + "/callbacks/" + id}
+	for k, v := range holdData(id) {
+		params[k] = fmt.Sprint(v)
+	}
+	for _, k := range []string{"sandbox", "prepare", "product_url", "result_url", "sender_first_name", "sender_last_name",
+		"sender_country_code", "sender_city", "sender_address", "sender_postal_code"} {
+		params[k] = ""
+	}
+	data, signature, err := liqpay.Encode(liqpay.DefaultPrivateKey, params)
+	if err != nil {
+		return nil, err
+	}
+	return []byte(url.Values{"data": {data}, "signature": {signature}}.Encode()), nil
 }
 
 // retry runs send until it succeeds, at most 1 + liqpay.CallbackRetries

@@ -129,13 +129,18 @@ func median(rounds []seedRound) seedRound {
 }
 
 // roundsText lists the rounds in the order they ran: seed flows/s, and with
-// a ceiling, the ceiling's and the share.
+// a ceiling, the ceiling's and the share, and the bare provider's limit and
+// the share of it.
 func roundsText(rounds []seedRound) string {
 	parts := make([]string, len(rounds))
 	for i, sr := range rounds {
 		parts[i] = thousands(int64(sr.res.rate + 0.5))
 		if sr.ceiling != nil {
-			parts[i] += fmt.Sprintf(" / %s flows/s (%.0f %%)", thousands(int64(sr.ceiling.res.rate+0.5)), 100*sr.share())
+			parts[i] += fmt.Sprintf(" / %s flows/s (%.0f %%", thousands(int64(sr.ceiling.res.rate+0.5)), 100*sr.share())
+			if l := sr.ceiling.limit; l != nil && l.rate > 0 {
+				parts[i] += fmt.Sprintf("; bare provider %s, %.0f %%", thousands(int64(l.rate+0.5)), 100*sr.res.rate/l.rate)
+			}
+			parts[i] += ")"
 		} else {
 			parts[i] += " flows/s"
 		}
@@ -221,5 +226,8 @@ func (r *runner) share() {
 		}
 		r.add(Row{Scenario: Seed, Metric: fmt.Sprintf("engine's share of the ceiling @ %d clients", conc),
 			Value: 100 * s.rate / c.res.rate, Unit: "%", Target: atLeast(50)})
+		if c.limit != nil && c.limit.rate > 0 {
+			r.add(Row{Scenario: Seed, Metric: fmt.Sprintf("  of the bare-provider limit @ %d clients", conc), Value: 100 * s.rate / c.limit.rate, Unit: "%"})
+		}
 	}
 }

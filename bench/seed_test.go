@@ -44,4 +44,9 @@ func TestRoundsText_listsRoundsInRunOrder(t *testing.T) {
 	if got := roundsText([]seedRound{round(1000, 0)}); !strings.HasSuffix(got, ": 1,000 flows/s") {
 		t.Errorf("without a ceiling: %s", got)
 	}
+	limited := round(1000, 2000)
+	limited.ceiling.limit = &loadResult{rate: 4000}
+	if got := roundsText([]seedRound{limited}); !strings.HasSuffix(got, ": 1,000 / 2,000 flows/s (50 %; bare provider 4,000, 25 %)") {
+		t.Errorf("with the bare provider's limit: %s", got)
+	}
 }
