@@ -57,7 +57,12 @@ func TestBare_sandboxProviderHoldsAndCallsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.close()
+	closed := false
+	defer func() {
+		if !closed {
+			b.close()
+		}
+	}()
 	ch := b.waiters.expect("order-1")
 	req, err := http.NewRequest(http.MethodPost, b.url+"/submit/order-1", strings.NewReader(`{}`))
 	if err != nil {
@@ -69,6 +74,10 @@ func TestBare_sandboxProviderHoldsAndCallsBack(t *testing.T) {
 	if _, ok := await(ch, 10*time.Second, event.settled); !ok {
 		t.Fatal("the bare flow did not end")
 	}
+	// The flow ends when the callback is committed, before the simulator
+	// has read the answer; closing waits for its deliveries.
+	b.close()
+	closed = true
 	calls := b.lp.Calls()
 	if len(calls) != 1 || calls[0].Action != "hold" || calls[0].OrderID != "order-1" || calls[0].Result != "ok" || calls[0].Status != "hold_wait" {
 		t.Errorf("simulator calls = %+v, want one hold of order-1 answered ok, hold_wait", calls)
