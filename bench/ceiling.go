@@ -276,15 +276,14 @@ func (b *bare) submit(w http.ResponseWriter, r *http.Request) {
 
 // call sends the hold to the provider and commits its reply.
 func (b *bare) call(id string) {
-	target, body := b.url+"/sim/request/"+id, make([]byte, bareHoldRequest)
-	if b.lp != nil {
-		target = b.url + "/sandbox/liqpay" + liqpay.PathRequest
-		form, err := b.hold(id)
-		if err != nil {
-			b.firstFailure.CompareAndSwap(nil, err.Error())
-			return
-		}
+	target, body := b.url+"/sandbox/liqpay"+liqpay.PathRequest, []byte(nil)
+	if b.lp == nil {
+		target, body = b.url+"/sim/request/"+id, make([]byte, bareHoldRequest)
+	} else if form, err := b.hold(id); err == nil {
 		body = form
+	} else {
+		b.firstFailure.CompareAndSwap(nil, err.Error())
+		return
 	}
 	err := b.retry(func() error {
 		req, err := http.NewRequest(http.MethodPost, target, bytes.NewReader(body))
