@@ -33,6 +33,11 @@ const (
 	MetricQueueAlarm          = "conveyor_queue_alarm"
 )
 
+// groupCommitSeconds are the buckets of the group commits' durations and
+// of their disk part: from half a millisecond (a small group on a fast
+// disk) to a second (a burst's transaction on a slow one).
+var groupCommitSeconds = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}
+
 // countsTimeout bounds the store read of a scrape.
 const countsTimeout = 5 * time.Second
 
@@ -86,7 +91,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		groups: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    MetricGroupCommitDuration,
 			Help:    "Duration of the bolt store's group-commit transactions, fsync included. The rate of the sum is the share of time its single writer is busy: near 1 it is the bottleneck.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+			Buckets: groupCommitSeconds,
 		})),
 		groupSizes: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    MetricGroupCommitRequests,
@@ -96,7 +101,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		groupWrites: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    MetricGroupCommitWrite,
 			Help:    "Part of each group commit spent writing its dirty pages and syncing them (two fsyncs). The rest of the duration is the writer's work in memory.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+			Buckets: groupCommitSeconds,
 		})),
 		groupPages: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    MetricGroupCommitPages,
