@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,7 +130,12 @@ func (r *runner) scale(ctx context.Context) error {
 		atDue <- sampleCPU()
 		writtenAtDue <- diskWritten()
 	}()
+	stopProfile, err := r.profileFrom(dueWall)
+	if err != nil {
+		return err
+	}
 	fired, err := p.awaitFinished(ctx, int64(due), scaleFireLimit)
+	stopProfile()
 	if err != nil {
 		return err
 	}
@@ -147,6 +153,19 @@ func (r *runner) scale(ctx context.Context) error {
 	r.add(Row{Scenario: Scale, Metric: "timer lag p50", Value: quantile(lags, 0.5).Seconds(), Unit: "s"})
 	r.add(Row{Scenario: Scale, Metric: "timer lag p99", Value: quantile(lags, 0.99).Seconds(), Unit: "s", Target: atMost(2)})
 	return r.checkExpired(ctx, svc.Engine(), due)
+}
+
+// profileFrom starts the burst's CPU profile (Options.FireProfile) at
+// dueWall; the func it returns stops it. Without FireProfile both do nothing.
+func (r *runner) profileFrom(dueWall time.Time) (stop func(), err error) {
+	if r.o.FireProfile == nil {
+		return func() {}, nil
+	}
+	time.Sleep(time.Until(dueWall))
+	if err := pprof.StartCPUProfile(r.o.FireProfile); err != nil {
+		return nil, fmt.Errorf("bench: burst profile: %w", err)
+	}
+	return pprof.StopCPUProfile, nil
 }
 
 // park submits n bench-wait tasks from many goroutines; every (n/due)-th

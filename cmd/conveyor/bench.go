@@ -34,6 +34,7 @@ func (c *benchCommand) Run(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "", "where the temporary databases go (default $TMPDIR); measure the disk you deploy on")
 	keep := fs.Bool("keep", false, "keep the temporary databases")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `FILE` (use with --only)")
+	fireprofile := fs.String("fireprofile", "", "write a CPU profile of the scale scenario's timer burst alone to `FILE`")
 	output := fs.String("o", "table", "output: table or json")
 	quiet := fs.Bool("q", false, "do not print progress to stderr")
 	fs.Usage = func() {
@@ -83,6 +84,18 @@ Flags:
 	if *quiet {
 		progress = io.Discard
 	}
+	var fireProfile io.Writer
+	if *fireprofile != "" {
+		if *cpuprofile != "" {
+			return usageError(fs, "give --cpuprofile or --fireprofile, not both: one CPU profile runs at a time")
+		}
+		f, err := os.Create(*fireprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fireProfile = f
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -95,7 +108,7 @@ Flags:
 		defer pprof.StopCPUProfile()
 	}
 	rep, err := bench.Run(ctx, bench.Options{Start: c.start, Size: size, Duration: *duration, Waiting: *waiting, Due: *due, Rounds: *rounds, Only: scenarios,
-		Dir: *dir, Keep: *keep, Progress: progress})
+		Dir: *dir, Keep: *keep, Progress: progress, FireProfile: fireProfile})
 	if err != nil {
 		return err
 	}

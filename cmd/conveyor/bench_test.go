@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -105,4 +107,28 @@ func benchJSON(t *testing.T, flags ...string) bench.Report {
 		t.Fatalf("the JSON report does not decode: %v\n%s", err, stdout.String())
 	}
 	return rep
+}
+
+// TestBench_fireProfile: --fireprofile writes a CPU profile (gzipped
+// protobuf, as pprof reads it) of the scale scenario's burst, and refuses to
+// run beside --cpuprofile, since one CPU profile runs at a time.
+func TestBench_fireProfile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the smoke scale scenario takes a few seconds")
+	}
+	path := filepath.Join(t.TempDir(), "fire.prof")
+	benchJSON(t, "--only", "scale", "--fireprofile", path)
+	prof, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(prof) < 2 || prof[0] != 0x1f || prof[1] != 0x8b {
+		t.Errorf("the burst profile is %d bytes, not gzipped: % x", len(prof), prof[:min(len(prof), 8)])
+	}
+
+	var stdout, stderr bytes.Buffer
+	args := []string{"bench", "--smoke", "--fireprofile", path, "--cpuprofile", path + ".all"}
+	if code := run(context.Background(), args, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "not both") {
+		t.Errorf("conveyor %s: exit %d, stderr %q; want 2 and a usage error", strings.Join(args, " "), code, stderr.String())
+	}
 }
