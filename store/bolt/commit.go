@@ -45,7 +45,7 @@ func (db *DB) Commit(ctx context.Context, changes ...store.Change) error {
 		}
 		ws[i] = w
 	}
-	err := db.submitOrdered(ctx, len(changes), ws[0].id(), func(tx *bbolt.Tx) (func() error, error) {
+	err := db.submit(ctx, len(changes), func(tx *bbolt.Tx) (func() error, error) {
 		p, err := planCommit(tx, changes, ws, &db.later)
 		if err != nil {
 			return nil, err

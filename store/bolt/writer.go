@@ -1,16 +1,13 @@
 package bolt
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"slices"
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/conveyor-dev/conveyor/store"
@@ -20,11 +17,7 @@ import (
 type request struct {
 	ctx context.Context
 	// size counts the request's changes against Options.MaxBatch.
-	size int
-	// order places the request in its batch: the writer applies a batch's
-	// requests in the order of this key, a task id for a Commit (see
-	// commit), and uuid.Nil (first) for the others.
-	order   uuid.UUID
+	size    int
 	prepare prepareFunc
 	// state decides, once, whether the writer takes the request or its
 	// caller abandons it (its ctx ended first).
@@ -59,16 +52,10 @@ var (
 // the request, submit waits for it even when ctx ends, so the caller always
 // learns whether it was applied.
 func (db *DB) submit(ctx context.Context, size int, prepare prepareFunc) error {
-	return db.submitOrdered(ctx, size, uuid.Nil, prepare)
-}
-
-// submitOrdered is submit for a request that the writer places in its batch
-// by order (see commit).
-func (db *DB) submitOrdered(ctx context.Context, size int, order uuid.UUID, prepare prepareFunc) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	req := &request{ctx: ctx, size: size, order: order, prepare: prepare, done: make(chan error, 1)}
+	req := &request{ctx: ctx, size: size, prepare: prepare, done: make(chan error, 1)}
 	if err := db.enqueue(req); err != nil {
 		return err
 	}
@@ -136,22 +123,11 @@ func (db *DB) collect(first *request) []*request {
 }
 
 // commit writes a batch in one transaction and answers its callers.
-//
-// The batch runs in the order of its requests' task ids, not in the order
-// they arrived. No caller has its answer before the batch commits, so its
-// requests are concurrent and every order of them is a valid one; the sort
-// is stable, so requests about one task (there are none while the engine
-// holds its task locks across a commit) keep their order. In id order the
-// reads and writes of the tasks, bodies and history buckets walk each tree
-// from left to right, on pages just visited, instead of jumping about: with
-// thousands of timeouts per transaction that took a tenth off the burst of
-// BENCHMARKS.md.
 func (db *DB) commit(batch []*request) {
 	batch = take(batch)
 	if len(batch) == 0 {
 		return
 	}
-	slices.SortStableFunc(batch, func(a, b *request) int { return bytes.Compare(a.order[:], b.order[:]) })
 	start := time.Now()
 	errs, stats, err := db.run(batch)
 	if errors.Is(err, errNoWrites) {
