@@ -70,7 +70,9 @@ type Size struct {
 	// Rounds is how many times the seed and the ceiling are measured back
 	// to back at each concurrency; the table shows the round whose share is
 	// the median, so that a neighbour who slows the machine during one
-	// window cannot decide the share alone.
+	// window cannot decide the share alone. The scale scenario fires as
+	// many waves of Due timeouts (at most Waiting/Due), each after a
+	// restart, and shows the median wave.
 	Rounds int
 }
 

@@ -29,7 +29,7 @@ func (c *benchCommand) Run(ctx context.Context, args []string) error {
 	only := fs.String("only", "", "comma-separated scenarios to run: "+strings.Join(bench.Scenarios, ","))
 	duration := fs.Duration("duration", 0, "measured window of each throughput run (default 10s, --quick 2s)")
 	waiting := fs.Int("waiting", 0, "tasks the scale scenario parks (default 1000000, --quick 20000)")
-	rounds := fs.Int("rounds", 0, "times the seed and the ceiling are measured back to back at each concurrency; the table shows the median round (default 3, --quick 1)")
+	rounds := fs.Int("rounds", 0, "times the seed and the ceiling are measured back to back at each concurrency, and waves of timeouts the scale scenario fires, each after a restart; the table shows the median round and wave (default 3, --quick 1)")
 	due := fs.Int("due", 0, "how many of them time out in the same second (default 100000, --quick 5000)")
 	dir := fs.String("dir", "", "where the temporary databases go (default $TMPDIR); measure the disk you deploy on")
 	keep := fs.Bool("keep", false, "keep the temporary databases")

@@ -109,15 +109,29 @@ func benchJSON(t *testing.T, flags ...string) bench.Report {
 	return rep
 }
 
-// TestBench_fireProfile: --fireprofile writes a CPU profile (gzipped
-// protobuf, as pprof reads it) of the scale scenario's burst, and refuses to
-// run beside --cpuprofile, since one CPU profile runs at a time.
-func TestBench_fireProfile(t *testing.T) {
+// TestBench_scaleWaves: with --rounds 2 the scale scenario fires two waves
+// of timeouts, each after a restart; the table keeps the median wave's rows
+// (each once) and a note lists both. --fireprofile writes a CPU profile
+// (gzipped protobuf, as pprof reads it) of the burst, and refuses to run
+// beside --cpuprofile, since one CPU profile runs at a time.
+func TestBench_scaleWaves(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the smoke scale scenario takes a few seconds")
+		t.Skip("two smoke bursts take a few seconds")
 	}
 	path := filepath.Join(t.TempDir(), "fire.prof")
-	benchJSON(t, "--only", "scale", "--fireprofile", path)
+	rep := benchJSON(t, "--only", "scale", "--rounds", "2", "--fireprofile", path)
+	rows := map[string]int{}
+	for _, row := range rep.Rows {
+		rows[row.Metric]++
+	}
+	for _, m := range []string{"time to fire 500 timeouts due in one second", "timer lag p99", "restart to ready (reopen, first task read served)"} {
+		if rows[m] != 1 {
+			t.Errorf("row %q appears %d times, want once", m, rows[m])
+		}
+	}
+	if !slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.HasPrefix(n, "scale: 2 waves, each right after a restart") }) {
+		t.Errorf("no note lists the two waves:\n%s", strings.Join(rep.Notes, "\n"))
+	}
 	prof, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
