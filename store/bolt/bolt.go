@@ -69,12 +69,6 @@ type Options struct {
 	// Metrics, when set, is called after each group commit that reached the
 	// disk. Default nil.
 	Metrics CommitObserver
-	// WarmLimit is the largest file, in bytes, whose memory map Open warms
-	// in the background (see warm): files up to it are paged in right after
-	// Open so that the first burst of work after a restart does not pay a
-	// page fault per page it touches. Default: half the machine's memory, so
-	// warming never pushes out more than it brings in; negative: never warm.
-	WarmLimit int64
 
 	// bolt, when set, adjusts bbolt's options; tests use it to provoke disk
 	// errors.
@@ -124,9 +118,6 @@ func (o Options) withDefaults() Options {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
-	if o.WarmLimit == 0 {
-		o.WarmLimit = physicalMemory() / 2
-	}
 	return o
 }
 
@@ -146,7 +137,6 @@ type DB struct {
 	reqs   chan *request
 	quit   chan struct{} // closed by Close: drain the queue and stop
 	exited chan struct{} // closed by the writer when it stops
-	warmed chan struct{} // closed when warm has returned
 
 	// later holds what the writer's transaction leaves for its end (see
 	// deferred).
@@ -190,10 +180,8 @@ func Open(path string, opts Options) (*DB, error) {
 		reqs:    make(chan *request, opts.MaxBatch),
 		quit:    make(chan struct{}),
 		exited:  make(chan struct{}),
-		warmed:  make(chan struct{}),
 	}
 	go db.write()
-	go db.warm(opts.WarmLimit)
 	db.log.Debug("store opened", "no_sync", opts.NoSync)
 	return db, nil
 }
@@ -268,7 +256,6 @@ func (db *DB) Close() error {
 		close(db.quit)
 		<-db.exited
 		db.closeErr = db.bolt.Close()
-		<-db.warmed
 		db.log.Debug("store closed")
 	})
 	return db.closeErr
