@@ -73,6 +73,9 @@ type Options struct {
 	// bolt, when set, adjusts bbolt's options; tests use it to provoke disk
 	// errors.
 	bolt func(*bbolt.Options)
+	// backlogIdle, when set, replaces the writer's backlogIdle; tests hold
+	// the history backlog still with it.
+	backlogIdle time.Duration
 }
 
 // CommitObserver is told of each group commit that reached the disk. It runs
@@ -118,6 +121,9 @@ func (o Options) withDefaults() Options {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
+	if o.backlogIdle <= 0 {
+		o.backlogIdle = backlogIdle
+	}
 	return o
 }
 
@@ -141,6 +147,11 @@ type DB struct {
 	// later holds what the writer's transaction leaves for its end (see
 	// deferred).
 	later deferred
+	// backlog is how many history entries wait in the backlog (backlog.go),
+	// counted at Open and kept by the writer goroutine, which alone uses it.
+	// Purges make it run high until the next move finds out.
+	backlog     int
+	backlogIdle time.Duration
 
 	closeOnce sync.Once
 	closeErr  error
@@ -167,7 +178,15 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	if err := b.Update(initSchema); err != nil {
+	var backlog int
+	err = b.Update(func(tx *bbolt.Tx) error {
+		if err := initSchema(tx); err != nil {
+			return err
+		}
+		backlog = countBacklog(tx)
+		return nil
+	})
+	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -177,9 +196,10 @@ func Open(path string, opts Options) (*DB, error) {
 		clock:   opts.Clock,
 		observe: opts.Metrics,
 		max:     opts.MaxBatch,
-		reqs:    make(chan *request, opts.MaxBatch),
-		quit:    make(chan struct{}),
-		exited:  make(chan struct{}),
+		backlog: backlog, backlogIdle: opts.backlogIdle,
+		reqs:   make(chan *request, opts.MaxBatch),
+		quit:   make(chan struct{}),
+		exited: make(chan struct{}),
 	}
 	go db.write()
 	db.log.Debug("store opened", "no_sync", opts.NoSync)

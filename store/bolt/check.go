@@ -185,29 +185,33 @@ func (c *checker) counters() {
 func (c *checker) history() {
 	got := map[uuid.UUID]uint32{}
 	c.audited = map[string]store.AuditEntry{}
-	_ = c.tx.Bucket(bucketHistory).ForEach(func(k, v []byte) error {
-		if len(k) != 20 {
-			c.fail("history: malformed key %x", k)
+	// The backlog holds the later entries of its tasks (backlog.go), so
+	// reading it after history visits each task's entries in order.
+	for _, name := range [][]byte{bucketHistory, bucketBacklog} {
+		_ = c.tx.Bucket(name).ForEach(func(k, v []byte) error {
+			if len(k) != 20 {
+				c.fail("%s: malformed key %x", name, k)
+				return nil
+			}
+			id, seq := uuid.UUID(k[:16]), binary.BigEndian.Uint32(k[16:])
+			if _, ok := c.lens[id]; !ok {
+				c.fail("%s: entry %d of missing task %s", name, seq, id)
+				return nil
+			}
+			h, err := decodeHistory(v)
+			switch {
+			case err != nil:
+				c.fail("%s: task %s entry %d: decode: %v", name, id, seq, err)
+			case seq != got[id] || h.Seq != seq:
+				c.fail("%s: task %s: entry %d (seq %d) out of order", name, id, seq, h.Seq)
+			case h.Audited():
+				t := &store.Task{ID: id, Process: c.procs[id]}
+				c.audited[string(auditKey(h.At, id, seq))] = store.NewAuditEntry(t, &h)
+			}
+			got[id]++
 			return nil
-		}
-		id, seq := uuid.UUID(k[:16]), binary.BigEndian.Uint32(k[16:])
-		if _, ok := c.lens[id]; !ok {
-			c.fail("history: entry %d of missing task %s", seq, id)
-			return nil
-		}
-		h, err := decodeHistory(v)
-		switch {
-		case err != nil:
-			c.fail("history: task %s entry %d: decode: %v", id, seq, err)
-		case seq != got[id] || h.Seq != seq:
-			c.fail("history: task %s: entry %d (seq %d) out of order", id, seq, h.Seq)
-		case h.Audited():
-			t := &store.Task{ID: id, Process: c.procs[id]}
-			c.audited[string(auditKey(h.At, id, seq))] = store.NewAuditEntry(t, &h)
-		}
-		got[id]++
-		return nil
-	})
+		})
+	}
 	for id, n := range c.lens {
 		if got[id] != n {
 			c.fail("history: task %s has %d entries, HistoryLen %d", id, got[id], n)

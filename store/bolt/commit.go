@@ -393,14 +393,21 @@ func keyOf(t *store.Task, key func(*store.Task) []byte) []byte {
 // writeBuckets are the buckets a plan writes, looked up once per apply
 // rather than once per write and index.
 type writeBuckets struct {
-	tasks, bodies, history, audit, auditByTask *bbolt.Bucket
-	indexes                                    []*bbolt.Bucket // in the order of indexes
+	tasks, bodies, history, backlog, audit, auditByTask *bbolt.Bucket
+	indexes                                             []*bbolt.Bucket // in the order of indexes
+	// toBacklog sends the history appended to existing tasks to the backlog
+	// instead of the history bucket (backlog.go); backlogged counts them.
+	// checkBacklog, set while the backlog may hold entries, sends there too
+	// the history of a task that has entries in it, so that a task's
+	// entries in the backlog are always its latest.
+	toBacklog, checkBacklog bool
+	backlogged              int
 }
 
 func openWrite(tx *bbolt.Tx) *writeBuckets {
 	wb := &writeBuckets{
 		tasks: writable(tx, bucketTasks), bodies: writable(tx, bucketBodies), history: writable(tx, bucketHistory),
-		audit: writable(tx, bucketAudit), auditByTask: writable(tx, bucketAuditByTask),
+		backlog: writable(tx, bucketBacklog), audit: writable(tx, bucketAudit), auditByTask: writable(tx, bucketAuditByTask),
 		indexes: make([]*bbolt.Bucket, len(indexes)),
 	}
 	for i, ix := range indexes {
@@ -441,10 +448,11 @@ func (wb *writeBuckets) apply(w *write, later *deferred) error {
 // each counter once instead of once per task. It also keeps the
 // transaction's bucket handles. Only the writer goroutine uses it.
 type deferred struct {
-	tx             *bbolt.Tx
-	wb             *writeBuckets
-	ops            []laterOp
-	counts, totals map[string]int64
+	tx                      *bbolt.Tx
+	toBacklog, checkBacklog bool // see writeBuckets
+	wb                      *writeBuckets
+	ops                     []laterOp
+	counts, totals          map[string]int64
 }
 
 // laterOp deletes (put false) or puts the entry key of the ix-th index.
@@ -455,8 +463,8 @@ type laterOp struct {
 }
 
 // reset starts (or starts again) the transaction tx with nothing pending.
-func (l *deferred) reset(tx *bbolt.Tx) {
-	l.tx, l.wb, l.ops = tx, nil, l.ops[:0]
+func (l *deferred) reset(tx *bbolt.Tx, toBacklog, checkBacklog bool) {
+	l.tx, l.wb, l.ops, l.toBacklog, l.checkBacklog = tx, nil, l.ops[:0], toBacklog, checkBacklog
 	if l.counts == nil {
 		l.counts, l.totals = map[string]int64{}, map[string]int64{}
 	}
@@ -468,6 +476,7 @@ func (l *deferred) reset(tx *bbolt.Tx) {
 func (l *deferred) buckets() *writeBuckets {
 	if l.wb == nil {
 		l.wb = openWrite(l.tx)
+		l.wb.toBacklog, l.wb.checkBacklog = l.toBacklog, l.checkBacklog
 	}
 	return l.wb
 }
@@ -538,6 +547,9 @@ func (wb *writeBuckets) writeRecord(w *write, id uuid.UUID) error {
 		if err := wb.bodies.Delete(id[:]); err != nil {
 			return err
 		}
+		if err := deletePrefix(wb.backlog, id[:]); err != nil {
+			return err
+		}
 		return deletePrefix(history, id[:])
 	}
 	if err := tasks.Put(id[:], w.state); err != nil {
@@ -551,6 +563,10 @@ func (wb *writeBuckets) writeRecord(w *write, id uuid.UUID) error {
 	var base uint32
 	if w.old != nil {
 		base = w.old.HistoryLen
+		if wb.toBacklog || wb.checkBacklog && hasPrefix(wb.backlog, id[:]) {
+			history = wb.backlog
+			wb.backlogged += len(w.history)
+		}
 	}
 	for i, h := range w.history {
 		if err := history.Put(historyKey(id, base+uint32(i)), h); err != nil {
@@ -644,6 +660,12 @@ func addCounters(b *bbolt.Bucket, deltas map[string]int64) error {
 		}
 	}
 	return nil
+}
+
+// hasPrefix reports whether b holds a key with prefix.
+func hasPrefix(b *bbolt.Bucket, prefix []byte) bool {
+	k, _ := b.Cursor().Seek(prefix)
+	return k != nil && bytes.HasPrefix(k, prefix)
 }
 
 // deletePrefix deletes every key with prefix, collecting them first because

@@ -17,9 +17,13 @@ var (
 	bucketTasks   = []byte("tasks")   // id -> a task's state record (schema 3 and older: its whole record)
 	bucketBodies  = []byte("bodies")  // id -> a task's body record (encode.go)
 	bucketHistory = []byte("history") // id + seq u32 -> encoded HistoryEntry
-	bucketRefs    = []byte("refs")    // process 0 ref -> id
-	bucketTokens  = []byte("tokens")  // token -> id
-	bucketTimers  = []byte("timers")  // unix-nano u64 + id -> empty
+	// bucketBacklog holds history entries of tasks that large group
+	// commits moved on, until the writer, idle, moves them into history
+	// (see backlog.go); same keys and values.
+	bucketBacklog = []byte("historybacklog")
+	bucketRefs    = []byte("refs")   // process 0 ref -> id
+	bucketTokens  = []byte("tokens") // token -> id
+	bucketTimers  = []byte("timers") // unix-nano u64 + id -> empty
 	// bucketRunnable held the ids of active tasks up to schema 2; the
 	// "active" range of bystatus holds the same, so Open drops it.
 	bucketRunnable = []byte("runnable")
@@ -40,7 +44,7 @@ var (
 	bucketAlarmLog    = []byte("alarmlog")    // at unix-nano u64 + process 0 node 0 seq u64 -> JSON AlarmCrossing
 
 	allBuckets = [][]byte{
-		bucketTasks, bucketBodies, bucketHistory, bucketRefs, bucketTokens, bucketTimers,
+		bucketTasks, bucketBodies, bucketHistory, bucketBacklog, bucketRefs, bucketTokens, bucketTimers,
 		bucketByNode, bucketByStatus, bucketCounts, bucketTotals,
 		bucketFinished, bucketVersions, bucketMeta,
 		bucketAudit, bucketAuditByTask, bucketJobs, bucketJobResults, bucketAlarms, bucketAlarmLog,
@@ -58,7 +62,9 @@ var schemaKey = []byte("schema")
 // Version 4 split a task's record into its state (tasks) and its body
 // (bodies); records of older files are read as they are and written split
 // on their task's next commit, so the upgrade only creates the bucket.
-const schemaVersion uint32 = 4
+// Version 5 added the history backlog (backlog.go); the upgrade only creates
+// the bucket, and a build that knows nothing of it refuses the file.
+const schemaVersion uint32 = 5
 
 // empty is the value of set-like index entries.
 var empty = []byte{}

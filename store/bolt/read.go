@@ -88,16 +88,20 @@ func (db *DB) History(ctx context.Context, id uuid.UUID) ([]store.HistoryEntry, 
 	return hs, err
 }
 
-// readHistory decodes the history entries of id in order.
+// readHistory decodes the history entries of id in order: those in the
+// history bucket, then those still in the backlog (backlog.go), which are
+// the later ones, since the backlog is moved in key order.
 func readHistory(tx *bbolt.Tx, id uuid.UUID) ([]store.HistoryEntry, error) {
 	var hs []store.HistoryEntry
-	c := tx.Bucket(bucketHistory).Cursor()
-	for k, v := c.Seek(id[:]); k != nil && bytes.HasPrefix(k, id[:]); k, v = c.Next() {
-		h, err := decodeHistory(v)
-		if err != nil {
-			return nil, internal("store: history of task %s: decode: %v", id, err)
+	for _, name := range [][]byte{bucketHistory, bucketBacklog} {
+		c := tx.Bucket(name).Cursor()
+		for k, v := c.Seek(id[:]); k != nil && bytes.HasPrefix(k, id[:]); k, v = c.Next() {
+			h, err := decodeHistory(v)
+			if err != nil {
+				return nil, internal("store: history of task %s: decode: %v", id, err)
+			}
+			hs = append(hs, h)
 		}
-		hs = append(hs, h)
 	}
 	return hs, nil
 }

@@ -87,12 +87,38 @@ func (db *DB) enqueue(req *request) error {
 
 // write is the writer goroutine. After Close it commits what is queued and
 // exits.
+//
+// While the history backlog holds entries, a writer that has had no request
+// for backlogIdle moves a chunk of them into history (backlog.go); a request
+// that arrives meanwhile waits for at most that one chunk.
 func (db *DB) write() {
 	defer close(db.exited)
+	idle := time.NewTimer(time.Hour)
+	idle.Stop()
+	pause := db.backlogIdle
 	for {
+		var moveAfter <-chan time.Time
+		if db.backlog > 0 {
+			idle.Reset(pause)
+			moveAfter = idle.C
+		}
 		select {
 		case req := <-db.reqs:
+			idle.Stop()
 			db.commit(db.collect(req))
+		case <-moveAfter:
+			moved, err := db.moveBacklog()
+			switch {
+			case err != nil:
+				// The disk refuses (full, read-only): the entries stay where
+				// readers find them; try again later, less and less often.
+				db.log.Error("history backlog: move failed", "entries", db.backlog, "err", err)
+				pause = min(2*pause, time.Minute)
+			case moved < backlogChunk:
+				db.backlog, pause = 0, db.backlogIdle
+			default:
+				db.backlog, pause = max(db.backlog-moved, 1), db.backlogIdle
+			}
 		case <-db.quit:
 			for {
 				select {
@@ -170,6 +196,10 @@ func take(batch []*request) []*request {
 // stats are the statistics of the transaction that committed.
 func (db *DB) run(batch []*request) (errs []error, stats bbolt.TxStats, err error) {
 	errs = make([]error, len(batch))
+	size := 0
+	for _, req := range batch {
+		size += req.size
+	}
 	// broken holds the requests whose writes failed after they passed
 	// validation (a bug in a prepareFunc); they are left out of the next try.
 	broken := make([]error, len(batch))
@@ -178,7 +208,7 @@ func (db *DB) run(batch []*request) (errs []error, stats bbolt.TxStats, err erro
 		var last *bbolt.Tx
 		err = db.update(func(tx *bbolt.Tx) error {
 			last = tx
-			db.later.reset(tx)
+			db.later.reset(tx, size >= backlogFrom && db.backlog < backlogMax, db.backlog > 0)
 			wrote := false
 			for i, req := range batch {
 				errs[i] = broken[i]
@@ -204,6 +234,9 @@ func (db *DB) run(batch []*request) (errs []error, stats bbolt.TxStats, err erro
 			if err == nil {
 				// A committed transaction keeps its statistics.
 				stats = last.Stats()
+				if wb := db.later.wb; wb != nil {
+					db.backlog += wb.backlogged
+				}
 			}
 			return errs, stats, err
 		}
