@@ -191,15 +191,16 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	db := &DB{
-		bolt:    b,
-		log:     opts.Logger.With("path", path),
-		clock:   opts.Clock,
-		observe: opts.Metrics,
-		max:     opts.MaxBatch,
-		backlog: backlog, backlogIdle: opts.backlogIdle,
-		reqs:   make(chan *request, opts.MaxBatch),
-		quit:   make(chan struct{}),
-		exited: make(chan struct{}),
+		bolt:        b,
+		log:         opts.Logger.With("path", path),
+		clock:       opts.Clock,
+		observe:     opts.Metrics,
+		max:         opts.MaxBatch,
+		backlog:     backlog,
+		backlogIdle: opts.backlogIdle,
+		reqs:        make(chan *request, opts.MaxBatch),
+		quit:        make(chan struct{}),
+		exited:      make(chan struct{}),
 	}
 	go db.write()
 	db.log.Debug("store opened", "no_sync", opts.NoSync)
