@@ -73,9 +73,11 @@ type Options struct {
 	// bolt, when set, adjusts bbolt's options; tests use it to provoke disk
 	// errors.
 	bolt func(*bbolt.Options)
-	// backlogIdle, when set, replaces the writer's backlogIdle; tests hold
-	// the history backlog still with it.
+	// backlogIdle and backlogFrom, when set, replace the constants of the
+	// history backlog (backlog.go); tests hold the backlog still, or send
+	// every commit's history through it.
 	backlogIdle time.Duration
+	backlogFrom int
 }
 
 // CommitObserver is told of each group commit that reached the disk. It runs
@@ -124,6 +126,9 @@ func (o Options) withDefaults() Options {
 	if o.backlogIdle <= 0 {
 		o.backlogIdle = backlogIdle
 	}
+	if o.backlogFrom <= 0 {
+		o.backlogFrom = backlogFrom
+	}
 	return o
 }
 
@@ -152,6 +157,7 @@ type DB struct {
 	// Purges make it run high until the next move finds out.
 	backlog     int
 	backlogIdle time.Duration
+	backlogFrom int
 
 	closeOnce sync.Once
 	closeErr  error
@@ -198,6 +204,7 @@ func Open(path string, opts Options) (*DB, error) {
 		max:         opts.MaxBatch,
 		backlog:     backlog,
 		backlogIdle: opts.backlogIdle,
+		backlogFrom: opts.backlogFrom,
 		reqs:        make(chan *request, opts.MaxBatch),
 		quit:        make(chan struct{}),
 		exited:      make(chan struct{}),

@@ -28,6 +28,17 @@ func TestDB(t *testing.T) {
 	})
 }
 
+// TestDB_throughTheBacklog runs the conformance suite with every commit's
+// history for existing tasks sent through the history backlog (backlog.go),
+// moved into history whenever the writer idles for a millisecond: readers,
+// purges and the consistency check after each test must not tell.
+func TestDB_throughTheBacklog(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openTest(t, tempPath(t), Options{backlogFrom: 1, backlogIdle: time.Millisecond})
+	})
+}
+
 // tempPath is a fresh data file path.
 func tempPath(t testing.TB) string {
 	return filepath.Join(t.TempDir(), "conveyor.db")

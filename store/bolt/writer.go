@@ -208,7 +208,7 @@ func (db *DB) run(batch []*request) (errs []error, stats bbolt.TxStats, err erro
 		var last *bbolt.Tx
 		err = db.update(func(tx *bbolt.Tx) error {
 			last = tx
-			db.later.reset(tx, size >= backlogFrom && db.backlog < backlogMax, db.backlog > 0)
+			db.later.reset(tx, size >= db.backlogFrom && db.backlog < backlogMax, db.backlog > 0)
 			wrote := false
 			for i, req := range batch {
 				errs[i] = broken[i]
