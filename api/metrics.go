@@ -28,9 +28,12 @@ const (
 	MetricGroupCommitRequests = "conveyor_store_group_commit_requests"
 	MetricGroupCommitWrite    = "conveyor_store_group_commit_write_seconds"
 	MetricGroupCommitPages    = "conveyor_store_group_commit_pages"
-	MetricHTTPRequests        = "conveyor_http_requests_total"
-	MetricHTTPDuration        = "conveyor_http_request_duration_seconds"
-	MetricQueueAlarm          = "conveyor_queue_alarm"
+	// The bolt store's history backlog: entries that large group commits
+	// left for the idle writer to move into history.
+	MetricHistoryBacklog = "conveyor_store_history_backlog"
+	MetricHTTPRequests   = "conveyor_http_requests_total"
+	MetricHTTPDuration   = "conveyor_http_request_duration_seconds"
+	MetricQueueAlarm     = "conveyor_queue_alarm"
 )
 
 // groupCommitSeconds are the buckets of the group commits' durations and
@@ -56,6 +59,7 @@ type Metrics struct {
 	groupSizes   prometheus.Histogram
 	groupWrites  prometheus.Histogram
 	groupPages   prometheus.Histogram
+	backlog      prometheus.Gauge
 }
 
 var _ engine.Metrics = (*Metrics)(nil)
@@ -108,18 +112,26 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Pages (4 KiB) each group commit of the bolt store wrote: scattered writes, one per B-tree leaf or branch its commits touched.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 15), // 1 .. 16384
 		})),
+		backlog: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: MetricHistoryBacklog, Help: "History entries in the bolt store's backlog: appended by large group commits (a burst of timeouts, a bulk action) and moved into history by the writer when it idles. Non-zero for long means a writer that never idles.",
+		})),
 	}
 }
 
-// GroupCommit observes one group commit of the bolt store: how many
-// requests it wrote, how long its transaction took, how much of that went to
-// writing and syncing pages, and how many pages it wrote. Other stores have
-// no group commits and leave the four histograms empty.
-func (m *Metrics) GroupCommit(requests int, took, write time.Duration, pages int) {
+// GroupCommit observes one transaction of the bolt store's writer: how many
+// requests it wrote (0 for a move of the history backlog, which counts in
+// every histogram but that of requests), how long it took, how much of that
+// went to writing and syncing pages, how many pages it wrote, and how many
+// history entries wait in the backlog after it. Other stores have no group
+// commits and leave the four histograms empty and the gauge at 0.
+func (m *Metrics) GroupCommit(requests int, took, write time.Duration, pages, backlog int) {
 	m.groups.Observe(took.Seconds())
-	m.groupSizes.Observe(float64(requests))
+	if requests > 0 {
+		m.groupSizes.Observe(float64(requests))
+	}
 	m.groupWrites.Observe(write.Seconds())
 	m.groupPages.Observe(float64(pages))
+	m.backlog.Set(float64(backlog))
 }
 
 // Transition implements engine.Metrics.

@@ -138,20 +138,27 @@ func (p *probe) storeCommit(g bolt.GroupCommit) {
 	p.groupMu.Unlock()
 }
 
-// groupStats sums up the group commits that ended between from and to.
+// groupStats sums up the group commits that ended between from and to, and
+// the moves of the history backlog among them.
 type groupStats struct {
-	perSecond, requests, busy float64 // groups/s, commits per group, share of the time the writer was in a transaction
+	perSecond, requests, busy float64 // groups/s, commits per group, share of the time the writer was in a transaction (moves included)
 	pages                     float64 // pages written per group
 	took, write               time.Duration
+	moves                     int           // moves of the history backlog
+	moveTook                  time.Duration // per move
 }
 
 func (p *probe) groupsBetween(from, to time.Time) (groupStats, bool) {
 	p.groupMu.Lock()
 	defer p.groupMu.Unlock()
-	var n, requests, pages int
-	var took, write time.Duration
+	var n, requests, pages, moves int
+	var took, write, moveTook time.Duration
 	for _, g := range p.groups {
-		if g.end.After(from) && !g.end.After(to) {
+		switch {
+		case !g.end.After(from) || g.end.After(to):
+		case g.Requests == 0:
+			moves, moveTook = moves+1, moveTook+g.Took
+		default:
 			n, requests, pages = n+1, requests+g.Requests, pages+g.Pages
 			took, write = took+g.Took, write+g.Write
 		}
@@ -160,18 +167,23 @@ func (p *probe) groupsBetween(from, to time.Time) (groupStats, bool) {
 	if n == 0 || span <= 0 {
 		return groupStats{}, false
 	}
-	return groupStats{perSecond: float64(n) / span, requests: float64(requests) / float64(n),
-		busy: took.Seconds() / span, pages: float64(pages) / float64(n),
-		took: took / time.Duration(n), write: write / time.Duration(n)}, true
+	g := groupStats{perSecond: float64(n) / span, requests: float64(requests) / float64(n),
+		busy: (took + moveTook).Seconds() / span, pages: float64(pages) / float64(n),
+		took: took / time.Duration(n), write: write / time.Duration(n), moves: moves}
+	if moves > 0 {
+		g.moveTook = moveTook / time.Duration(moves)
+	}
+	return g, true
 }
 
-// String reads as a bench note: the rate and size of the group commits, and
-// how a transaction's time splits between the writer's work in memory and
-// writing and syncing its pages.
 func (g groupStats) String() string {
-	return fmt.Sprintf("the store's writer ran %.0f group commits/s of %.1f commits each, %.2f ms per transaction, "+
+	s := fmt.Sprintf("the store's writer ran %.0f group commits/s of %.1f commits each, %.2f ms per transaction, "+
 		"of which %.2f ms writing %.0f pages (%.1f per commit) and syncing them, in a transaction %.0f %% of the time",
 		g.perSecond, g.requests, ms(g.took), ms(g.write), g.pages, g.pages/g.requests, 100*g.busy)
+	if g.moves > 0 {
+		s += fmt.Sprintf(" (history backlog moves: %d, %.2f ms each)", g.moves, ms(g.moveTook))
+	}
+	return s
 }
 
 // commitLatencies returns the commit latencies observed so far and forgets

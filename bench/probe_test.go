@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -32,5 +33,15 @@ func TestProbe_groupsBetween(t *testing.T) {
 	}
 	if _, ok := p.groupsBetween(to, to.Add(-time.Second)); ok {
 		t.Error("an empty window has group commits")
+	}
+
+	// A move of the history backlog answers no request: it is no group
+	// commit, but the writer was in a transaction.
+	p.storeCommit(bolt.GroupCommit{Took: 10 * time.Millisecond, Pages: 300, Moved: 8192})
+	if g, _ = p.groupsBetween(from, to); g.requests != 20 || g.pages != 50 || g.moves != 1 {
+		t.Errorf("with a move: groups = %+v, want 20 commits and 50 pages per group and one move", g)
+	}
+	if got := g.String(); !strings.HasSuffix(got, " (history backlog moves: 1, 10.00 ms each)") {
+		t.Errorf("note with a move: %s", got)
 	}
 }

@@ -142,6 +142,10 @@ func TestServe_withSandbox(t *testing.T) {
 				t.Errorf("metrics lack the store's group commits (%s):\n%s", name, grepLines(string(body), "conveyor_store"))
 			}
 		}
+		// One task makes no group of 512: the history backlog stays empty.
+		if path == "/metrics" && !regexp.MustCompile(`(?m)^`+api.MetricHistoryBacklog+` 0$`).Match(body) {
+			t.Errorf("metrics lack an empty history backlog:\n%s", grepLines(string(body), "conveyor_store"))
+		}
 	}
 	resp, err := http.Get(s.url + "/api/v1/tasks")
 	if err != nil {

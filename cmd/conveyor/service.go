@@ -97,7 +97,7 @@ func startService(ctx context.Context, cfg serviceConfig) (_ *service, err error
 	}
 	apiCfg := api.Config{Token: cfg.Token, Logger: cfg.Log, Registry: prometheus.NewRegistry()}
 	metrics := api.NewMetrics(apiCfg.Registry)
-	st, key, err := openData(ctx, cfg, func(g bolt.GroupCommit) { metrics.GroupCommit(g.Requests, g.Took, g.Write, g.Pages) })
+	st, key, err := openData(ctx, cfg, func(g bolt.GroupCommit) { metrics.GroupCommit(g.Requests, g.Took, g.Write, g.Pages, g.Backlog) })
 	if err != nil {
 		return nil, err
 	}

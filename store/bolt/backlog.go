@@ -55,10 +55,12 @@ func countBacklog(tx *bbolt.Tx) int {
 
 // moveBacklog moves up to backlogChunk entries, in key order, from the
 // backlog into history, in one transaction. It runs on the writer goroutine,
-// between group commits, and reports how many it moved.
-func (db *DB) moveBacklog() (int, error) {
-	moved := 0
-	err := db.update(func(tx *bbolt.Tx) error {
+// between group commits, and reports how many it moved and the statistics
+// of the transaction.
+func (db *DB) moveBacklog() (moved int, stats bbolt.TxStats, err error) {
+	var last *bbolt.Tx
+	err = db.update(func(tx *bbolt.Tx) error {
+		last = tx
 		backlog, history := writable(tx, bucketBacklog), writable(tx, bucketHistory)
 		// Collected first: deleting under a cursor skips keys.
 		var entries []kv
@@ -79,8 +81,11 @@ func (db *DB) moveBacklog() (int, error) {
 		}
 		return nil
 	})
-	if errors.Is(err, errNoWrites) {
-		return 0, nil
+	switch {
+	case errors.Is(err, errNoWrites):
+		return 0, stats, nil
+	case err != nil:
+		return 0, stats, err
 	}
-	return moved, err
+	return moved, last.Stats(), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -133,15 +134,33 @@ func TestDB_historyBacklog(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Reopened with the default pause, the idle writer moves the backlog.
-	db = openTest(t, path, Options{})
+	// Reopened with the default pause, the idle writer moves the backlog,
+	// and tells the observer.
+	var mu sync.Mutex
+	var seen []GroupCommit
+	db = openTest(t, path, Options{Metrics: func(g GroupCommit) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, g)
+	}})
 	deadline := time.Now().Add(10 * time.Second)
-	for keys(t, db, bucketBacklog) > 0 {
+	moves := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen)
+	}
+	// The observer hears of a move once its transaction has committed.
+	for keys(t, db, bucketBacklog) > 0 || moves() == 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("the backlog still holds %d entries after 10 s of an idle writer", keys(t, db, bucketBacklog))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	mu.Lock()
+	if len(seen) != 1 || seen[0].Requests != 0 || seen[0].Moved != n/2+1 || seen[0].Backlog != 0 || seen[0].Pages == 0 {
+		t.Errorf("the observer saw %+v, want one move of %d entries that left none", seen, n/2+1)
+	}
+	mu.Unlock()
 	if got := seqs(t, db, tasks[1].ID); !slices.Equal(got, []uint32{0, 1, 2}) {
 		t.Errorf("tasks[1] after the move: history %v, want [0 1 2]", got)
 	}

@@ -85,8 +85,10 @@ type Options struct {
 // DB.
 type CommitObserver func(GroupCommit)
 
-// GroupCommit describes one group commit: one bbolt transaction that wrote
-// every request queued while the one before it committed.
+// GroupCommit describes one transaction of the store's writer: a group
+// commit, which wrote every request queued while the one before it
+// committed, or a move of the history backlog (backlog.go), which answers no
+// request.
 //
 // Took minus Write is the writer's work in memory: checking the requests,
 // updating the B-trees and laying out the dirty pages, so the two tell a
@@ -104,6 +106,13 @@ type GroupCommit struct {
 	// Pages is how many writes of dirty pages it made: one per page, or per
 	// run of a value's overflow pages; the meta page is not counted.
 	Pages int
+	// Moved is how many history entries a move of the backlog took into
+	// history; 0 for a group commit, whose Requests is then at least 1.
+	Moved int
+	// Backlog is how many history entries wait in the backlog after the
+	// transaction: an estimate that runs high after a purge until the next
+	// move finds out.
+	Backlog int
 }
 
 // withDefaults fills the zero fields of o.

@@ -107,18 +107,7 @@ func (db *DB) write() {
 			idle.Stop()
 			db.commit(db.collect(req))
 		case <-moveAfter:
-			moved, err := db.moveBacklog()
-			switch {
-			case err != nil:
-				// The disk refuses (full, read-only): the entries stay where
-				// readers find them; try again later, less and less often.
-				db.log.Error("history backlog: move failed", "entries", db.backlog, "err", err)
-				pause = min(2*pause, time.Minute)
-			case moved < backlogChunk:
-				db.backlog, pause = 0, db.backlogIdle
-			default:
-				db.backlog, pause = max(db.backlog-moved, 1), db.backlogIdle
-			}
+			pause = db.move(pause)
 		case <-db.quit:
 			for {
 				select {
@@ -130,6 +119,29 @@ func (db *DB) write() {
 			}
 		}
 	}
+}
+
+// move moves a chunk of the history backlog and returns the pause before
+// the next move.
+func (db *DB) move(pause time.Duration) time.Duration {
+	start := time.Now()
+	moved, stats, err := db.moveBacklog()
+	if err != nil {
+		// The disk refuses (full, read-only): the entries stay where readers
+		// find them; try again later, less and less often.
+		db.log.Error("history backlog: move failed", "entries", db.backlog, "err", err)
+		return min(2*pause, time.Minute)
+	}
+	if moved < backlogChunk {
+		db.backlog = 0
+	} else {
+		db.backlog = max(db.backlog-moved, 1)
+	}
+	if moved > 0 && db.observe != nil {
+		db.observe(GroupCommit{Took: time.Since(start), Write: stats.GetWriteTime(), Pages: max(int(stats.GetWrite())-1, 0),
+			Moved: moved, Backlog: db.backlog})
+	}
+	return db.backlogIdle
 }
 
 // collect returns first and the requests already queued behind it, until the
@@ -159,7 +171,8 @@ func (db *DB) commit(batch []*request) {
 	if errors.Is(err, errNoWrites) {
 		err = nil
 	} else if err == nil && db.observe != nil {
-		db.observe(GroupCommit{Requests: len(batch), Took: time.Since(start), Write: stats.GetWriteTime(), Pages: max(int(stats.GetWrite())-1, 0)})
+		db.observe(GroupCommit{Requests: len(batch), Took: time.Since(start), Write: stats.GetWriteTime(), Pages: max(int(stats.GetWrite())-1, 0),
+			Backlog: db.backlog})
 	}
 	if err != nil {
 		db.log.Error("group commit failed", "requests", len(batch), "err", err)
