@@ -395,13 +395,6 @@ func keyOf(t *store.Task, key func(*store.Task) []byte) []byte {
 type writeBuckets struct {
 	tasks, bodies, history, backlog, audit, auditByTask *bbolt.Bucket
 	indexes                                             []*bbolt.Bucket // in the order of indexes
-	// toBacklog sends the history appended to existing tasks to the backlog
-	// instead of the history bucket (backlog.go); backlogged counts them.
-	// checkBacklog, set while the backlog may hold entries, sends there too
-	// the history of a task that has entries in it, so that a task's
-	// entries in the backlog are always its latest.
-	toBacklog, checkBacklog bool
-	backlogged              int
 }
 
 func openWrite(tx *bbolt.Tx) *writeBuckets {
@@ -426,7 +419,7 @@ func openWrite(tx *bbolt.Tx) *writeBuckets {
 // descent through the tree on pages it has just visited.
 func (wb *writeBuckets) apply(w *write, later *deferred) error {
 	id := w.id()
-	if err := wb.writeRecord(w, id); err != nil {
+	if err := wb.writeRecord(w, id, later); err != nil {
 		return err
 	}
 	for i, ix := range indexes {
@@ -448,8 +441,14 @@ func (wb *writeBuckets) apply(w *write, later *deferred) error {
 // each counter once instead of once per task. It also keeps the
 // transaction's bucket handles. Only the writer goroutine uses it.
 type deferred struct {
-	tx                      *bbolt.Tx
-	toBacklog, checkBacklog bool // see writeBuckets
+	tx *bbolt.Tx
+	// toBacklog sends the history appended to existing tasks to the backlog
+	// instead of the history bucket (backlog.go); backlogged counts them.
+	// checkBacklog, set while the backlog may hold entries, sends there too
+	// the history of a task that has entries in it, so that a task's
+	// entries in the backlog are always its latest.
+	toBacklog, checkBacklog bool
+	backlogged              int
 	wb                      *writeBuckets
 	ops                     []laterOp
 	counts, totals          map[string]int64
@@ -464,7 +463,8 @@ type laterOp struct {
 
 // reset starts (or starts again) the transaction tx with nothing pending.
 func (l *deferred) reset(tx *bbolt.Tx, toBacklog, checkBacklog bool) {
-	l.tx, l.wb, l.ops, l.toBacklog, l.checkBacklog = tx, nil, l.ops[:0], toBacklog, checkBacklog
+	l.tx, l.wb, l.ops = tx, nil, l.ops[:0]
+	l.toBacklog, l.checkBacklog, l.backlogged = toBacklog, checkBacklog, 0
 	if l.counts == nil {
 		l.counts, l.totals = map[string]int64{}, map[string]int64{}
 	}
@@ -476,7 +476,6 @@ func (l *deferred) reset(tx *bbolt.Tx, toBacklog, checkBacklog bool) {
 func (l *deferred) buckets() *writeBuckets {
 	if l.wb == nil {
 		l.wb = openWrite(l.tx)
-		l.wb.toBacklog, l.wb.checkBacklog = l.toBacklog, l.checkBacklog
 	}
 	return l.wb
 }
@@ -537,8 +536,9 @@ func (l *deferred) flush() error {
 	return addCounters(l.tx.Bucket(bucketTotals), l.totals)
 }
 
-// writeRecord puts (or for a purge deletes) the task and its history.
-func (wb *writeBuckets) writeRecord(w *write, id uuid.UUID) error {
+// writeRecord puts (or for a purge deletes) the task and its history, the
+// history of an existing task in the backlog when later says so.
+func (wb *writeBuckets) writeRecord(w *write, id uuid.UUID, later *deferred) error {
 	tasks, history := wb.tasks, wb.history
 	if w.new == nil {
 		if err := tasks.Delete(id[:]); err != nil {
@@ -563,9 +563,9 @@ func (wb *writeBuckets) writeRecord(w *write, id uuid.UUID) error {
 	var base uint32
 	if w.old != nil {
 		base = w.old.HistoryLen
-		if wb.toBacklog || wb.checkBacklog && hasPrefix(wb.backlog, id[:]) {
+		if later.toBacklog || later.checkBacklog && hasPrefix(wb.backlog, id[:]) {
 			history = wb.backlog
-			wb.backlogged += len(w.history)
+			later.backlogged += len(w.history)
 		}
 	}
 	for i, h := range w.history {

@@ -247,9 +247,7 @@ func (db *DB) run(batch []*request) (errs []error, stats bbolt.TxStats, err erro
 			if err == nil {
 				// A committed transaction keeps its statistics.
 				stats = last.Stats()
-				if wb := db.later.wb; wb != nil {
-					db.backlog += wb.backlogged
-				}
+				db.backlog += db.later.backlogged
 			}
 			return errs, stats, err
 		}
