@@ -138,10 +138,18 @@ func (db *DB) move(pause time.Duration) time.Duration {
 		db.backlog = max(db.backlog-moved, 1)
 	}
 	if moved > 0 && db.observe != nil {
-		db.observe(GroupCommit{Took: time.Since(start), Write: stats.GetWriteTime(), Pages: max(int(stats.GetWrite())-1, 0),
-			Moved: moved, Backlog: db.backlog})
+		g := observed(start, stats)
+		g.Moved, g.Backlog = moved, db.backlog
+		db.observe(g)
 	}
 	return db.backlogIdle
+}
+
+// observed is what the observer hears of a writer transaction that began at
+// start and committed with stats: its time, its writes' time and its pages
+// (bbolt counts the meta page among the writes; Pages does not).
+func observed(start time.Time, stats bbolt.TxStats) GroupCommit {
+	return GroupCommit{Took: time.Since(start), Write: stats.GetWriteTime(), Pages: max(int(stats.GetWrite())-1, 0)}
 }
 
 // collect returns first and the requests already queued behind it, until the
@@ -171,8 +179,9 @@ func (db *DB) commit(batch []*request) {
 	if errors.Is(err, errNoWrites) {
 		err = nil
 	} else if err == nil && db.observe != nil {
-		db.observe(GroupCommit{Requests: len(batch), Took: time.Since(start), Write: stats.GetWriteTime(), Pages: max(int(stats.GetWrite())-1, 0),
-			Backlog: db.backlog})
+		g := observed(start, stats)
+		g.Requests, g.Backlog = len(batch), db.backlog
+		db.observe(g)
 	}
 	if err != nil {
 		db.log.Error("group commit failed", "requests", len(batch), "err", err)
