@@ -9,8 +9,8 @@
 // same batch, before it writes anything, so a bad request fails alone. Reads
 // run in their own read-only transactions and never wait for the writer.
 //
-// Every index (refs, tokens, timers, bynode, bystatus, counts,
-// totals, finished) and the audit log (audit, auditbytask) are derived from
+// Every index (refs, tokens, timers, bystate, counts, totals,
+// finished) and the audit log (audit, auditbytask) are derived from
 // the difference between the stored task and the new one inside the writing
 // transaction; Check verifies that they agree. The audit log outlives purged
 // tasks. Bulk jobs (jobs, jobresults) and queue alarm crossings (alarms,
@@ -23,10 +23,12 @@
 package bolt
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -194,8 +196,11 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	var backlog int
+	var from uint32
+	opening := time.Now()
 	err = b.Update(func(tx *bbolt.Tx) error {
-		if err := initSchema(tx); err != nil {
+		var err error
+		if from, err = initSchema(tx); err != nil {
 			return err
 		}
 		backlog = countBacklog(tx)
@@ -219,38 +224,83 @@ func Open(path string, opts Options) (*DB, error) {
 		exited:      make(chan struct{}),
 	}
 	go db.write()
+	if from != 0 && from != schemaVersion {
+		db.log.Info("store upgraded", "from_schema", from, "to_schema", schemaVersion, "took", time.Since(opening))
+	}
 	db.log.Debug("store opened", "no_sync", opts.NoSync)
 	return db, nil
 }
 
-// initSchema creates the buckets and checks the schema version.
-func initSchema(tx *bbolt.Tx) error {
+// initSchema creates the buckets, checks the schema version and upgrades an
+// older file. It returns the version the file had (0 for a new file).
+func initSchema(tx *bbolt.Tx) (uint32, error) {
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	meta := tx.Bucket(bucketMeta)
 	v := meta.Get(schemaKey)
 	if v == nil {
-		return meta.Put(schemaKey, putUint32(schemaVersion))
+		return 0, meta.Put(schemaKey, putUint32(schemaVersion))
 	}
 	got := getUint32(v)
 	if got == 0 || got > schemaVersion {
-		return fmt.Errorf("schema version %d, this build reads %d", got, schemaVersion)
+		return got, fmt.Errorf("schema version %d, this build reads %d", got, schemaVersion)
 	}
 	if got == 1 {
 		if err := fillAudit(tx); err != nil {
-			return fmt.Errorf("upgrade schema 1 to 2: %w", err)
+			return got, fmt.Errorf("upgrade schema 1 to 2: %w", err)
 		}
 	}
 	if got <= 2 && tx.Bucket(bucketRunnable) != nil {
 		if err := tx.DeleteBucket(bucketRunnable); err != nil {
-			return fmt.Errorf("upgrade schema 2 to 3: %w", err)
+			return got, fmt.Errorf("upgrade schema 2 to 3: %w", err)
+		}
+	}
+	if got <= 5 {
+		if err := fillByState(tx); err != nil {
+			return got, fmt.Errorf("upgrade schema %d to 6: %w", got, err)
 		}
 	}
 	if got != schemaVersion {
-		return meta.Put(schemaKey, putUint32(schemaVersion))
+		return got, meta.Put(schemaKey, putUint32(schemaVersion))
+	}
+	return got, nil
+}
+
+// fillByState builds the bystate index from the tasks, for a file from
+// before it, and drops the bynode and bystatus indexes it replaces. It reads
+// each task's header, not its data, and writes the entries in key order.
+func fillByState(tx *bbolt.Tx) error {
+	var keys [][]byte
+	err := tx.Bucket(bucketTasks).ForEach(func(k, v []byte) error {
+		if len(k) != len(uuid.UUID{}) {
+			return fmt.Errorf("tasks: key %x is not a task id", k)
+		}
+		t, err := decodeHeader(tx, uuid.UUID(k), v)
+		if err != nil {
+			return fmt.Errorf("task %x: decode: %w", k, err)
+		}
+		keys = append(keys, byStateKey(t))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	b := writable(tx, bucketByState)
+	for _, k := range keys {
+		if err := b.Put(k, empty); err != nil {
+			return err
+		}
+	}
+	for _, name := range [][]byte{bucketByNode, bucketByStatus} {
+		if tx.Bucket(name) != nil {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

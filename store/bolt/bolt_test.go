@@ -332,7 +332,7 @@ func TestDB_Check(t *testing.T) {
 		}
 		mustCheck(t, db)
 		err := db.bolt.Update(func(tx *bbolt.Tx) error {
-			if err := tx.Bucket(bucketByStatus).Delete(byStatusKey(task)); err != nil {
+			if err := tx.Bucket(bucketByState).Delete(byStateKey(task)); err != nil {
 				return err
 			}
 			return tx.Bucket(bucketCounts).Put(join("payment", "start", "active"), putInt64(7))
@@ -341,8 +341,8 @@ func TestDB_Check(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = db.Check()
-		if err == nil || !strings.Contains(err.Error(), "bystatus") || !strings.Contains(err.Error(), "counts") {
-			t.Errorf("Check = %v, want the missing bystatus entry and the wrong counter", err)
+		if err == nil || !strings.Contains(err.Error(), "bystate") || !strings.Contains(err.Error(), "counts") {
+			t.Errorf("Check = %v, want the missing bystate entry and the wrong counter", err)
 		}
 	})
 }

@@ -377,8 +377,7 @@ var indexes = []index{
 	{bucketRefs, refKey, true},
 	{bucketTokens, tokenKey, true},
 	{bucketTimers, timerKey, false},
-	{bucketByNode, byNodeKey, false},
-	{bucketByStatus, byStatusKey, false},
+	{bucketByState, byStateKey, false},
 	{bucketFinished, finishedKey, false},
 }
 
@@ -413,7 +412,7 @@ func openWrite(tx *bbolt.Tx) *writeBuckets {
 // between old and new.
 //
 // The entries of the indexes no later request of the batch reads (timers,
-// by-node, by-status, finished) are queued in later instead, and written at
+// bystate, finished) are queued in later instead, and written at
 // the end of the transaction in key order: a burst moves thousands of tasks
 // per transaction, and writing each index's entries in order keeps bbolt's
 // descent through the tree on pages it has just visited.
@@ -591,7 +590,7 @@ const appendFill = 0.9
 // keys in no useful order and keep bbolt's default.
 var appendOrdered = map[string]bool{
 	string(bucketTasks): true, string(bucketBodies): true, string(bucketHistory): true,
-	string(bucketTokens): true, string(bucketByNode): true, string(bucketByStatus): true, string(bucketFinished): true,
+	string(bucketTokens): true, string(bucketByState): true, string(bucketFinished): true,
 	string(bucketAudit): true, string(bucketAuditByTask): true,
 }
 
@@ -713,6 +712,19 @@ func decodeStored(tx *bbolt.Tx, id uuid.UUID, v []byte) (*store.Task, error) {
 		return nil, err
 	}
 	return t, decodeStoredBody(t, tx.Bucket(bucketBodies).Get(id[:]), true)
+}
+
+// decodeHeader decodes the task whose tasks-bucket value is v without its
+// data: its names, status, times and counters.
+func decodeHeader(tx *bbolt.Tx, id uuid.UUID, v []byte) (*store.Task, error) {
+	if len(v) == 0 || v[0] != recordV2 {
+		return decodeTaskRecord(v, false)
+	}
+	t, err := decodeState(id, v)
+	if err != nil {
+		return nil, err
+	}
+	return t, decodeStoredBody(t, tx.Bucket(bucketBodies).Get(id[:]), false)
 }
 
 // decodeStoredBody decodes a stored body into t; a missing one is damage.

@@ -285,7 +285,7 @@ func TestDB_fillsAppendOrderedBuckets(t *testing.T) {
 		}
 	}
 	err := db.bolt.View(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketTasks, bucketHistory, bucketByNode} {
+		for _, name := range [][]byte{bucketTasks, bucketHistory, bucketByState} {
 			s := tx.Bucket(name).Stats()
 			if used := float64(s.LeafInuse) / float64(s.LeafAlloc); used < 0.8 {
 				return fmt.Errorf("bucket %s: leaf pages %.0f%% used, want at least 80%%", name, used*100)

@@ -25,10 +25,15 @@ var (
 	bucketTokens  = []byte("tokens") // token -> id
 	bucketTimers  = []byte("timers") // unix-nano u64 + id -> empty
 	// bucketRunnable held the ids of active tasks up to schema 2; the
-	// "active" range of bystatus holds the same, so Open drops it.
+	// "active" range of bystatus (now bystate) holds the same, so Open
+	// drops it.
 	bucketRunnable = []byte("runnable")
-	bucketByNode   = []byte("bynode")   // process 0 node 0 id -> empty
-	bucketByStatus = []byte("bystatus") // status 0 id -> empty
+	// bucketByNode (process 0 node 0 id) and bucketByStatus (status 0 id)
+	// listed the tasks up to schema 5; bystate holds both, so Open builds
+	// it from the tasks and drops them.
+	bucketByNode   = []byte("bynode")
+	bucketByStatus = []byte("bystatus")
+	bucketByState  = []byte("bystate")  // status 0 process 0 node 0 id -> empty
 	bucketCounts   = []byte("counts")   // process 0 node 0 status -> i64, non-final tasks now
 	bucketTotals   = []byte("totals")   // process 0 node -> i64, arrivals into a final status
 	bucketFinished = []byte("finished") // finish unix-nano u64 + id -> empty
@@ -45,7 +50,7 @@ var (
 
 	allBuckets = [][]byte{
 		bucketTasks, bucketBodies, bucketHistory, bucketBacklog, bucketRefs, bucketTokens, bucketTimers,
-		bucketByNode, bucketByStatus, bucketCounts, bucketTotals,
+		bucketByState, bucketCounts, bucketTotals,
 		bucketFinished, bucketVersions, bucketMeta,
 		bucketAudit, bucketAuditByTask, bucketJobs, bucketJobResults, bucketAlarms, bucketAlarmLog,
 	}
@@ -64,7 +69,11 @@ var schemaKey = []byte("schema")
 // on their task's next commit, so the upgrade only creates the bucket.
 // Version 5 added the history backlog (backlog.go); the upgrade only creates
 // the bucket, and a build that knows nothing of it refuses the file.
-const schemaVersion uint32 = 5
+// Version 6 merged the bynode and bystatus indexes into bystate, keyed by
+// status, process, node and id: a move that changes a task's node and
+// status (a timeout, a reply) updates one list index instead of two. The
+// upgrade builds bystate from the tasks and drops the two.
+const schemaVersion uint32 = 6
 
 // empty is the value of set-like index entries.
 var empty = []byte{}
@@ -194,12 +203,8 @@ func timerKey(t *store.Task) []byte {
 	return timeKey(t.TimerAt, t.ID)
 }
 
-func byNodeKey(t *store.Task) []byte {
-	return withID(nodePrefix(t.Process, t.Node), t.ID)
-}
-
-func byStatusKey(t *store.Task) []byte {
-	return withID(statusPrefix(t.Status), t.ID)
+func byStateKey(t *store.Task) []byte {
+	return withID(statePrefix(t.Status, t.Process, t.Node), t.ID)
 }
 
 func finishedKey(t *store.Task) []byte {
@@ -225,14 +230,18 @@ func totalKey(t *store.Task) []byte {
 	return join(t.Process, t.Node)
 }
 
-// nodePrefix is the bynode prefix of the tasks in one node.
-func nodePrefix(process, node string) []byte {
-	return append(join(process, node), 0)
+// statePrefix is the bystate prefix of the tasks with status s in one node.
+func statePrefix(s store.Status, process, node string) []byte {
+	return append(join(string(s), process, node), 0)
 }
 
-// statusPrefix is the bystatus prefix of the tasks in one status.
-func statusPrefix(s store.Status) []byte {
-	return append([]byte(s), 0)
+// statusPrefix is the bystate prefix of the tasks with status s (of process,
+// unless it is ""): the ranges of their nodes follow it.
+func statusPrefix(s store.Status, process string) []byte {
+	if process == "" {
+		return append([]byte(s), 0)
+	}
+	return append(join(string(s), process), 0)
 }
 
 // upperBound returns the smallest key greater than every key with prefix, or

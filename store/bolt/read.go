@@ -161,11 +161,13 @@ func list(tx *bbolt.Tx, f store.Filter, after []byte, limit int) (store.Page, er
 		}
 		return page, err
 	}
-	if f.Process != "" && f.Node != "" {
-		err = scanIndex(tx, bucketByNode, nodePrefix(f.Process, f.Node), after, visit)
-	} else if f.Status != "" {
-		err = scanIndex(tx, bucketByStatus, statusPrefix(f.Status), after, visit)
-	} else {
+	b := tx.Bucket(bucketByState)
+	switch {
+	case f.Process != "" && f.Node != "":
+		err = scanIndex(tx, descendMerged(b, nodeRanges(f.Status, f.Process, f.Node), after), visit)
+	case f.Status != "":
+		err = scanIndex(tx, descendMerged(b, groups(b, statusPrefix(f.Status, f.Process)), after), visit)
+	default:
 		err = scanTasks(tx, after, visit)
 	}
 	return page, err
@@ -185,18 +187,19 @@ func matches(t *store.Task, f store.Filter) bool {
 	return true
 }
 
-// scanIndex visits, newest first, the tasks of an index whose keys are prefix
-// + id, starting below prefix + after, until visit returns false.
-func scanIndex(tx *bbolt.Tx, bucket, prefix, after []byte, visit func(*store.Task) bool) error {
-	var err error
-	descend(tx.Bucket(bucket).Cursor(), prefix, after, func(k, _ []byte) bool {
-		var t *store.Task
-		if t, err = loadIndexed(tx, string(bucket), k[len(prefix):]); err != nil {
-			return false
+// scanIndex visits the tasks of a walk over bystate until visit returns
+// false.
+func scanIndex(tx *bbolt.Tx, m *merged, visit func(*store.Task) bool) error {
+	for id, ok := m.next(); ok; id, ok = m.next() {
+		t, err := loadIndexed(tx, string(bucketByState), id[:])
+		if err != nil {
+			return err
 		}
-		return visit(t)
-	})
-	return err
+		if !visit(t) {
+			return nil
+		}
+	}
+	return nil
 }
 
 // scanTasks visits every task, newest first, starting below after.
@@ -217,19 +220,7 @@ func scanTasks(tx *bbolt.Tx, after []byte, visit func(*store.Task) bool) error {
 // below prefix + after (or at the last key with prefix when after is nil),
 // until fn returns false.
 func descend(c *bbolt.Cursor, prefix, after []byte, fn func(k, v []byte) bool) {
-	start := upperBound(prefix)
-	if after != nil {
-		start = append(bytes.Clone(prefix), after...)
-	}
-	var k, v []byte
-	if start == nil {
-		k, v = c.Last()
-	} else if k, _ = c.Seek(start); k == nil {
-		k, v = c.Last()
-	} else {
-		k, v = c.Prev()
-	}
-	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+	for k, v := seekBelow(c, prefix, after); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
 		if !fn(k, v) {
 			return
 		}
@@ -323,16 +314,11 @@ func (db *DB) Runnable(ctx context.Context, after uuid.UUID, limit int) ([]uuid.
 		limit = defaultLimit
 	}
 	var ids []uuid.UUID
-	prefix := statusPrefix(store.StatusActive)
-	from := withID(prefix, after)
 	err := db.view(ctx, func(tx *bbolt.Tx) error {
-		c := tx.Bucket(bucketByStatus).Cursor()
-		k, _ := c.Seek(from)
-		if bytes.Equal(k, from) {
-			k, _ = c.Next()
-		}
-		for ; k != nil && bytes.HasPrefix(k, prefix) && len(ids) < limit; k, _ = c.Next() {
-			ids = append(ids, idAt(k))
+		b := tx.Bucket(bucketByState)
+		m := ascendMerged(b, groups(b, statusPrefix(store.StatusActive, "")), after[:])
+		for id, ok := m.next(); ok && len(ids) < limit; id, ok = m.next() {
+			ids = append(ids, id)
 		}
 		return nil
 	})

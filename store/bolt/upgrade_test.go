@@ -3,6 +3,8 @@ package bolt
 import (
 	"bytes"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +39,9 @@ func TestOpen_upgradesSchema1(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = raw.Update(func(tx *bbolt.Tx) error {
+		if err := asSchema5(tx); err != nil {
+			return err
+		}
 		for _, b := range [][]byte{bucketAudit, bucketAuditByTask, bucketJobs, bucketJobResults, bucketAlarms, bucketAlarmLog} {
 			if err := tx.DeleteBucket(b); err != nil {
 				return err
@@ -65,7 +70,7 @@ func TestOpen_upgradesSchema1(t *testing.T) {
 
 // TestOpen_upgradesSchema2 opens a file as version 2 left it, with its
 // runnable index, and expects the index dropped and Runnable served from
-// bystatus's "active" range, in id order.
+// the "active" ranges of bystate, in id order.
 func TestOpen_upgradesSchema2(t *testing.T) {
 	t.Parallel()
 	ctx, path := t.Context(), tempPath(t)
@@ -84,6 +89,9 @@ func TestOpen_upgradesSchema2(t *testing.T) {
 		t.Fatal(err)
 	}
 	rewrite(t, path, func(tx *bbolt.Tx) error {
+		if err := asSchema5(tx); err != nil {
+			return err
+		}
 		b, err := tx.CreateBucket(bucketRunnable)
 		if err != nil {
 			return err
@@ -169,6 +177,9 @@ func TestOpen_upgradesSchema3(t *testing.T) {
 		if err := tx.DeleteBucket(bucketBodies); err != nil {
 			return err
 		}
+		if err := asSchema5(tx); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketMeta).Put(schemaKey, putUint32(3))
 	})
 
@@ -245,4 +256,121 @@ func TestOpen_upgradesSchema3(t *testing.T) {
 		t.Errorf("Task of a purged task: %v, want not found", err)
 	}
 	mustCheck(t, db)
+}
+
+// asSchema5 turns a file's bystate index back into the bynode and bystatus
+// indexes of schema 5, and marks the file version 5.
+func asSchema5(tx *bbolt.Tx) error {
+	byNode, err := tx.CreateBucket(bucketByNode)
+	if err != nil {
+		return err
+	}
+	byStatus, err := tx.CreateBucket(bucketByStatus)
+	if err != nil {
+		return err
+	}
+	err = tx.Bucket(bucketByState).ForEach(func(k, _ []byte) error {
+		id := k[len(k)-16:]
+		p := split(k[:len(k)-17])
+		if err := byNode.Put(append(append(join(p[1], p[2]), 0), id...), empty); err != nil {
+			return err
+		}
+		return byStatus.Put(append(append([]byte(p[0]), 0), id...), empty)
+	})
+	if err != nil {
+		return err
+	}
+	if err := tx.DeleteBucket(bucketByState); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketMeta).Put(schemaKey, putUint32(5))
+}
+
+// TestOpen_upgradesSchema5 opens a file as version 5 left it, with separate
+// bynode and bystatus indexes, and expects them replaced by bystate, which
+// then serves the lists by node and by status and Runnable, and follows the
+// tasks' next moves.
+func TestOpen_upgradesSchema5(t *testing.T) {
+	t.Parallel()
+	ctx, path := t.Context(), tempPath(t)
+	db := openTest(t, path, Options{})
+	start, wait, done, refund := newTask("payment", "a"), newTask("payment", "b"), newTask("payment", "c"), newTask("refund", "d")
+	for _, task := range []*store.Task{start, wait, done, refund} {
+		if err := db.Commit(ctx, creation(task)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mv := moving(wait, "wait")
+	wait.Status = store.StatusWaiting
+	if err := db.Commit(ctx, mv, finishing(done, store.StatusSucceeded)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rewrite(t, path, asSchema5)
+
+	var logged bytes.Buffer
+	db = openTest(t, path, Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	if l := logged.String(); !strings.Contains(l, "store upgraded") || !strings.Contains(l, "from_schema=5 to_schema=6") {
+		t.Errorf("log of the upgrading Open = %q, want a line saying store upgraded from schema 5 to 6", l)
+	}
+	mustCheck(t, db)
+	err := db.bolt.View(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketByNode, bucketByStatus} {
+			if tx.Bucket(name) != nil {
+				t.Errorf("the %s bucket is still there after the upgrade", name)
+			}
+		}
+		if v := getUint32(tx.Bucket(bucketMeta).Get(schemaKey)); v != schemaVersion {
+			t.Errorf("schema version %d after the upgrade, want %d", v, schemaVersion)
+		}
+		if n := tx.Bucket(bucketByState).Stats().KeyN; n != 4 {
+			t.Errorf("bystate holds %d entries after the upgrade, want 4", n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := func(f store.Filter) []uuid.UUID {
+		t.Helper()
+		page, err := db.List(ctx, f)
+		if err != nil {
+			t.Fatalf("List %+v: %v", f, err)
+		}
+		var got []uuid.UUID
+		for _, task := range page.Tasks {
+			got = append(got, task.ID)
+		}
+		return got
+	}
+	for _, tc := range []struct {
+		f    store.Filter
+		want []uuid.UUID
+	}{
+		{store.Filter{Process: "payment", Node: "start"}, []uuid.UUID{start.ID}},
+		{store.Filter{Process: "payment", Node: "wait"}, []uuid.UUID{wait.ID}},
+		{store.Filter{Status: store.StatusActive}, []uuid.UUID{refund.ID, start.ID}},
+		{store.Filter{Status: store.StatusSucceeded}, []uuid.UUID{done.ID}},
+	} {
+		if got := list(tc.f); !cmp.Equal(tc.want, got) {
+			t.Errorf("List %+v after the upgrade = %v, want %v", tc.f, got, tc.want)
+		}
+	}
+	if got, err := db.Runnable(ctx, uuid.Nil, 10); err != nil || !cmp.Equal([]uuid.UUID{start.ID, refund.ID}, got) {
+		t.Errorf("Runnable after the upgrade = %v, %v; want %v", got, err, []uuid.UUID{start.ID, refund.ID})
+	}
+
+	// The next move of an upgraded task updates bystate.
+	if err := db.Commit(ctx, finishing(start, store.StatusFailed)); err != nil {
+		t.Fatal(err)
+	}
+	mustCheck(t, db)
+	if got := list(store.Filter{Status: store.StatusFailed}); !cmp.Equal([]uuid.UUID{start.ID}, got) {
+		t.Errorf("List of failed tasks after a move = %v, want %v", got, []uuid.UUID{start.ID})
+	}
+	if got := list(store.Filter{Process: "payment", Node: "start"}); len(got) != 0 {
+		t.Errorf("List of node start after the move = %v, want none", got)
+	}
 }

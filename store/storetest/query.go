@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -161,6 +162,39 @@ var runnableTests = []test{
 		wantRunnable(t, f, tasks[0].ID, 2, active[1:3])
 		wantRunnable(t, f, tasks[4].ID, 10, nil)
 	}},
+	{"merges_the_active_tasks_of_every_process_and_node_in_id_order", func(t *testing.T, f *fixture) {
+		tasks := f.tasks(12)
+		var active []*store.Task
+		for i, task := range tasks {
+			switch i % 4 {
+			case 1:
+				task.Node = "charge"
+			case 2:
+				task.Process, task.Node = "refund", "start"
+			case 3:
+				task.Node, task.Status = "wait", store.StatusWaiting
+			}
+			if task.Status == store.StatusActive {
+				active = append(active, task)
+			}
+		}
+		f.create(tasks...)
+		want := ids(active)
+		wantRunnable(t, f, uuid.Nil, 20, want)
+		var got []uuid.UUID
+		after := uuid.Nil
+		for range len(want) {
+			page, err := f.s.Runnable(f.ctx, after, 4)
+			if err != nil {
+				t.Fatalf("Runnable: %v", err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			got, after = append(got, page...), page[len(page)-1]
+		}
+		wantIDs(t, "Runnable in pages of 4", got, want)
+	}},
 	{"tracks_the_active_status", func(t *testing.T, f *fixture) {
 		a, b := f.task(), f.task()
 		f.create(a, b)
@@ -251,6 +285,62 @@ var listTests = []test{
 				t.Errorf("filter %+v: %d pages of 10 for 25 tasks, want 3", filter, pages)
 			}
 			wantIDs(t, "the pages of List", got, newestFirst(tasks...))
+		}
+	}},
+	{"pages_through_tasks_spread_over_nodes_statuses_and_processes_in_id_order", func(t *testing.T, f *fixture) {
+		tasks := f.tasks(30)
+		byStatus := map[store.Status][]*store.Task{}
+		var inCharge, inPayment []*store.Task
+		for i, task := range tasks {
+			switch i % 5 {
+			case 1:
+				task.Node = "charge"
+			case 2:
+				task.Node, task.Status = "charge", store.StatusEscalated
+			case 3:
+				task.Process = "refund"
+			case 4:
+				task.Node, task.Status = "wait", store.StatusWaiting
+			}
+			byStatus[task.Status] = append(byStatus[task.Status], task)
+			if task.Process == "payment" {
+				inPayment = append(inPayment, task)
+				if task.Node == "charge" {
+					inCharge = append(inCharge, task)
+				}
+			}
+		}
+		f.create(tasks...)
+		var activePayments []*store.Task
+		for _, task := range byStatus[store.StatusActive] {
+			if task.Process == "payment" {
+				activePayments = append(activePayments, task)
+			}
+		}
+		for _, tc := range []struct {
+			filter store.Filter
+			want   []*store.Task
+		}{
+			{store.Filter{Status: store.StatusActive}, byStatus[store.StatusActive]},
+			{store.Filter{Status: store.StatusActive, Process: "payment"}, activePayments},
+			{store.Filter{Process: "payment", Node: "charge"}, inCharge},
+			{store.Filter{Process: "payment"}, inPayment},
+		} {
+			filter := tc.filter
+			filter.Limit = 4
+			var got []uuid.UUID
+			for range len(tasks) {
+				page, err := f.s.List(f.ctx, filter)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, ids(page.Tasks)...)
+				if page.Next == "" {
+					break
+				}
+				filter.Cursor = page.Next
+			}
+			wantIDs(t, fmt.Sprintf("the pages of List %+v", tc.filter), got, newestFirst(tc.want...))
 		}
 	}},
 	{"applies_a_default_limit_of_50_and_a_maximum_of_1000", func(t *testing.T, f *fixture) {
