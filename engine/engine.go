@@ -81,8 +81,11 @@ type Config struct {
 	PurgeInterval time.Duration
 	// Metrics receives measurements; nil discards them.
 	Metrics Metrics
-	// OnCommit, when set, is called with a copy of every task the engine
-	// commits, after the commit. Tests wait on it instead of sleeping.
+	// OnCommit, when set, is called with every task the engine commits,
+	// after the commit. Tests and the benchmark wait on it instead of
+	// sleeping. The task is the engine's own, not a copy (a copy of each
+	// was 3 % of the CPU of a timer burst): read it during the call, copy
+	// what outlives it, and never change it.
 	OnCommit func(t *store.Task)
 	// Owner names this engine among the engines sharing a Store that leases
 	// tasks (cluster mode, see cluster.go); a Store that does not is used by

@@ -251,7 +251,7 @@ func (e *Engine) commit(ctx context.Context, s *state) error {
 	s.hist, s.changed = nil, false
 	s.loaded = *s.t
 	if e.cfg.OnCommit != nil {
-		e.cfg.OnCommit(s.t.Clone())
+		e.cfg.OnCommit(s.t)
 	}
 	return nil
 }
