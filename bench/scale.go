@@ -167,6 +167,9 @@ func (r *runner) scale(ctx context.Context) error {
 	r.add(Row{Scenario: Scale, Metric: fmt.Sprintf("time to fire %s timeouts due in one second", thousands(int64(due))), Value: med.fired.Seconds(), Unit: "s"})
 	r.add(Row{Scenario: Scale, Metric: "timer lag p50", Value: med.p50.Seconds(), Unit: "s"})
 	r.add(Row{Scenario: Scale, Metric: "timer lag p99", Value: med.p99.Seconds(), Unit: "s", Target: atMost(2)})
+	if med.cpu > 0 {
+		r.add(Row{Scenario: Scale, Metric: "CPU per timeout fired (this process)", Value: float64(med.cpu) / float64(time.Microsecond), Unit: "µs"})
+	}
 	for _, note := range med.notes {
 		r.note("scale: %s", note)
 	}
@@ -181,7 +184,11 @@ func (r *runner) scale(ctx context.Context) error {
 // writer, the disk and the CPUs did meanwhile.
 type burstResult struct {
 	fired, p50, p99 time.Duration
-	notes           []string
+	// cpu is this process's CPU time per timeout over the burst (0 when
+	// /proc cannot tell): with two CPUs, 100,000 timeouts cannot fire in
+	// less than 100,000 × cpu / 2.
+	cpu   time.Duration
+	notes []string
 }
 
 func (b burstResult) String() string {
@@ -220,7 +227,9 @@ func (r *runner) burst(ctx context.Context, p *probe, clock *offsetClock, at tim
 	if g, ok := p.groupsBetween(dueWall, fired); ok {
 		res.notes = append(res.notes, fmt.Sprintf("while the timeouts fired, %s", g))
 	}
-	if cpu := cpuBetween(<-atDue, sampleCPU()); cpu != (cpuUse{}) {
+	a, b := <-atDue, sampleCPU()
+	if cpu := cpuBetween(a, b); cpu != (cpuUse{}) {
+		res.cpu = (b.self - a.self) / time.Duration(due)
 		res.notes = append(res.notes, fmt.Sprintf("CPUs busy while the timeouts fired: %s", cpu))
 	}
 	lags := p.timerLags()

@@ -111,7 +111,7 @@ func benchJSON(t *testing.T, flags ...string) bench.Report {
 
 // TestBench_scaleWaves: with --rounds 2 the scale scenario fires two waves
 // of timeouts, each after a restart; the table keeps the median wave's rows
-// (each once) and a note lists both. --fireprofile writes a CPU profile
+// (each once, the CPU per timeout among them) and a note lists both. --fireprofile writes a CPU profile
 // (gzipped protobuf, as pprof reads it) of the burst, and refuses to run
 // beside --cpuprofile, since one CPU profile runs at a time.
 func TestBench_scaleWaves(t *testing.T) {
@@ -123,8 +123,12 @@ func TestBench_scaleWaves(t *testing.T) {
 	rows := map[string]int{}
 	for _, row := range rep.Rows {
 		rows[row.Metric]++
+		// /proc tells the process's CPU time on Linux, where CI runs.
+		if row.Metric == "CPU per timeout fired (this process)" && (row.Value <= 0 || row.Unit != "µs") {
+			t.Errorf("row %q = %v %s, want a positive number of µs", row.Metric, row.Value, row.Unit)
+		}
 	}
-	for _, m := range []string{"time to fire 500 timeouts due in one second", "timer lag p99", "restart to ready (reopen, first task read served)"} {
+	for _, m := range []string{"time to fire 500 timeouts due in one second", "timer lag p99", "CPU per timeout fired (this process)", "restart to ready (reopen, first task read served)"} {
 		if rows[m] != 1 {
 			t.Errorf("row %q appears %d times, want once", m, rows[m])
 		}
