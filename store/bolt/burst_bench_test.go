@@ -13,8 +13,9 @@ import (
 // BenchmarkDB_timeouts measures the store's part of a timer burst without
 // the engine, for comparing store changes with less noise than the bench's
 // scale scenario: a file of 10 × b.N tasks waiting in a callback node (with
-// a token and a timer) is closed and opened again, then every tenth task
-// times out into a final node with one history entry, each in a commit of
+// a token and a timer, due now for every tenth task, two days later for the
+// others) is closed and opened again, then every tenth task times out into
+// a final node with one history entry, each in a commit of
 // its own from one of 2,048 goroutines, as the timer service sends them, so
 // that the writer groups them. Each run parks its tasks first, so give it a
 // fixed count:
@@ -37,6 +38,9 @@ func BenchmarkDB_timeouts(b *testing.B) {
 		for range min(1000, cap(tasks)-len(tasks)) {
 			t := newTask("payment", "")
 			t.Node, t.Status, t.Timer, t.TimerAt = "wait", store.StatusWaiting, "timeout", due
+			if len(tasks)%10 != 0 {
+				t.TimerAt = due.Add(48 * time.Hour) // the timeouts due now are contiguous in timers
+			}
 			t.Token = "tok-" + t.ID.String() // in creation order, as the engine's
 			batch = append(batch, creation(t))
 			tasks = append(tasks, t)
