@@ -24,6 +24,7 @@ package bolt
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,6 +81,9 @@ type Options struct {
 	// every commit's history through it.
 	backlogIdle time.Duration
 	backlogFrom int
+	// upgradeChunk, when set, replaces byStateChunk; tests make the
+	// upgrade to schema 6 take many transactions.
+	upgradeChunk int
 }
 
 // CommitObserver is told of each group commit that reached the disk. It runs
@@ -200,12 +204,18 @@ func Open(path string, opts Options) (*DB, error) {
 	opening := time.Now()
 	err = b.Update(func(tx *bbolt.Tx) error {
 		var err error
-		if from, err = initSchema(tx); err != nil {
-			return err
-		}
-		backlog = countBacklog(tx)
-		return nil
+		from, err = initSchema(tx)
+		return err
 	})
+	if err == nil && from != 0 && from < 6 {
+		err = upgradeByState(b, cmp.Or(opts.upgradeChunk, byStateChunk))
+	}
+	if err == nil {
+		err = b.View(func(tx *bbolt.Tx) error {
+			backlog = countBacklog(tx)
+			return nil
+		})
+	}
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -232,7 +242,9 @@ func Open(path string, opts Options) (*DB, error) {
 }
 
 // initSchema creates the buckets, checks the schema version and upgrades an
-// older file. It returns the version the file had (0 for a new file).
+// older file up to version 5; Open then takes a file of version 5 or older
+// to 6 (upgradeByState). It returns the version the file had (0 for a new
+// file, which it marks as the current version).
 func initSchema(tx *bbolt.Tx) (uint32, error) {
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -258,51 +270,95 @@ func initSchema(tx *bbolt.Tx) (uint32, error) {
 			return got, fmt.Errorf("upgrade schema 2 to 3: %w", err)
 		}
 	}
-	if got <= 5 {
-		if err := fillByState(tx); err != nil {
-			return got, fmt.Errorf("upgrade schema %d to 6: %w", got, err)
-		}
-	}
-	if got != schemaVersion {
-		return got, meta.Put(schemaKey, putUint32(schemaVersion))
+	if got < 5 {
+		// Versions 4 and 5 need nothing here: their buckets exist now.
+		return got, meta.Put(schemaKey, putUint32(5))
 	}
 	return got, nil
 }
 
-// fillByState builds the bystate index from the tasks, for a file from
-// before it, and drops the bynode and bystatus indexes it replaces. It reads
-// each task's header, not its data, and writes the entries in key order.
-func fillByState(tx *bbolt.Tx) error {
+// byStateChunk is how many tasks one transaction of the upgrade to schema
+// 6 indexes: the transaction holds their keys and bbolt's dirty pages in
+// memory, so a file of tens of millions of tasks upgrades in bounded memory.
+const byStateChunk = 100_000
+
+// upgradeByState takes a file of schema 5 to 6: it builds the bystate index
+// from the tasks' headers, chunk tasks per transaction, then drops the
+// bynode and bystatus indexes it replaces and marks the file version 6 in
+// one last transaction. Until then the file stays a valid version 5 file
+// (which an older build still opens, ignoring bystate), and an upgrade cut
+// short starts again from an empty bystate.
+func upgradeByState(b *bbolt.DB, chunk int) error {
+	err := b.Update(func(tx *bbolt.Tx) error {
+		if err := tx.DeleteBucket(bucketByState); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucket(bucketByState)
+		return err
+	})
+	var after []byte
+	for err == nil {
+		var n int
+		err = b.Update(func(tx *bbolt.Tx) error {
+			var err error
+			n, after, err = fillByState(tx, after, chunk)
+			return err
+		})
+		if n < chunk {
+			break
+		}
+	}
+	if err == nil {
+		err = b.Update(func(tx *bbolt.Tx) error {
+			for _, name := range [][]byte{bucketByNode, bucketByStatus} {
+				if tx.Bucket(name) != nil {
+					if err := tx.DeleteBucket(name); err != nil {
+						return err
+					}
+				}
+			}
+			return tx.Bucket(bucketMeta).Put(schemaKey, putUint32(6))
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("upgrade schema 5 to 6: %w", err)
+	}
+	return nil
+}
+
+// fillByState indexes in bystate up to chunk tasks after the task id after
+// (from the first when nil), reading each task's header, not its data, and
+// writing the entries in key order. It returns how many it indexed and the
+// last one's id.
+func fillByState(tx *bbolt.Tx, after []byte, chunk int) (int, []byte, error) {
 	var keys [][]byte
-	err := tx.Bucket(bucketTasks).ForEach(func(k, v []byte) error {
+	c := tx.Bucket(bucketTasks).Cursor()
+	k, v := c.First()
+	if after != nil {
+		if k, v = c.Seek(after); bytes.Equal(k, after) {
+			k, v = c.Next()
+		}
+	}
+	var last []byte
+	for ; k != nil && len(keys) < chunk; k, v = c.Next() {
 		if len(k) != len(uuid.UUID{}) {
-			return fmt.Errorf("tasks: key %x is not a task id", k)
+			return 0, nil, fmt.Errorf("tasks: key %x is not a task id", k)
 		}
 		t, err := decodeHeader(tx, uuid.UUID(k), v)
 		if err != nil {
-			return fmt.Errorf("task %x: decode: %w", k, err)
+			return 0, nil, fmt.Errorf("task %x: decode: %w", k, err)
 		}
 		keys = append(keys, byStateKey(t))
-		return nil
-	})
-	if err != nil {
-		return err
+		last = bytes.Clone(k)
 	}
 	slices.SortFunc(keys, bytes.Compare)
 	b := writable(tx, bucketByState)
 	for _, k := range keys {
 		if err := b.Put(k, empty); err != nil {
-			return err
+			return 0, nil, err
 		}
 	}
-	for _, name := range [][]byte{bucketByNode, bucketByStatus} {
-		if tx.Bucket(name) != nil {
-			if err := tx.DeleteBucket(name); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return len(keys), last, nil
 }
 
 // fillAudit writes the audit entries of every operator action in the

@@ -287,9 +287,9 @@ func asSchema5(tx *bbolt.Tx) error {
 }
 
 // TestOpen_upgradesSchema5 opens a file as version 5 left it, with separate
-// bynode and bystatus indexes, and expects them replaced by bystate, which
-// then serves the lists by node and by status and Runnable, and follows the
-// tasks' next moves.
+// bynode and bystatus indexes, and expects them replaced by bystate, built
+// one task per transaction, which then serves the lists by node and by
+// status and Runnable, and follows the tasks' next moves.
 func TestOpen_upgradesSchema5(t *testing.T) {
 	t.Parallel()
 	ctx, path := t.Context(), tempPath(t)
@@ -311,7 +311,9 @@ func TestOpen_upgradesSchema5(t *testing.T) {
 	rewrite(t, path, asSchema5)
 
 	var logged bytes.Buffer
-	db = openTest(t, path, Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	// One task per transaction: the upgrade must carry on where each
+	// transaction stopped.
+	db = openTest(t, path, Options{Logger: slog.New(slog.NewTextHandler(&logged, nil)), upgradeChunk: 1})
 	if l := logged.String(); !strings.Contains(l, "store upgraded") || !strings.Contains(l, "from_schema=5 to_schema=6") {
 		t.Errorf("log of the upgrading Open = %q, want a line saying store upgraded from schema 5 to 6", l)
 	}
@@ -372,5 +374,42 @@ func TestOpen_upgradesSchema5(t *testing.T) {
 	}
 	if got := list(store.Filter{Process: "payment", Node: "start"}); len(got) != 0 {
 		t.Errorf("List of node start after the move = %v, want none", got)
+	}
+}
+
+// TestOpen_redoesAnUpgradeCutShort opens a version 5 file holding a bystate
+// index that an upgrade cut short left behind (an older build may have
+// moved its tasks since): the upgrade starts again from an empty index.
+func TestOpen_redoesAnUpgradeCutShort(t *testing.T) {
+	t.Parallel()
+	ctx, path := t.Context(), tempPath(t)
+	db := openTest(t, path, Options{})
+	a, b := newTask("payment", "a"), newTask("payment", "b")
+	if err := db.Commit(ctx, creation(a), creation(b)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rewrite(t, path, func(tx *bbolt.Tx) error {
+		if err := asSchema5(tx); err != nil {
+			return err
+		}
+		// What the cut upgrade had indexed: a in a status it has left.
+		stale, err := tx.CreateBucket(bucketByState)
+		if err != nil {
+			return err
+		}
+		return stale.Put(withID(statePrefix(store.StatusWaiting, "payment", "wait"), a.ID), empty)
+	})
+
+	db = openTest(t, path, Options{upgradeChunk: 1})
+	mustCheck(t, db)
+	page, err := db.List(ctx, store.Filter{Status: store.StatusWaiting})
+	if err != nil || len(page.Tasks) != 0 {
+		t.Errorf("List of waiting tasks = %d tasks, %v; want none (the stale entry dropped)", len(page.Tasks), err)
+	}
+	if got, err := db.Runnable(ctx, uuid.Nil, 10); err != nil || !cmp.Equal([]uuid.UUID{a.ID, b.ID}, got) {
+		t.Errorf("Runnable = %v, %v; want both tasks", got, err)
 	}
 }
