@@ -169,6 +169,7 @@ func (p *plan) apply(later *deferred) error {
 // request claim, so two of them cannot take one ref or token.
 type planner struct {
 	tx     *bbolt.Tx
+	later  *deferred // for its cursors
 	plan   *plan
 	ids    map[uuid.UUID]bool
 	refs   map[string]*store.Task // ref key -> new task claiming it
@@ -179,8 +180,9 @@ type planner struct {
 // returns their plan, or the first change's error.
 func planCommit(tx *bbolt.Tx, changes []store.Change, ws []write, later *deferred) (*plan, error) {
 	pl := &planner{
-		tx:   tx,
-		plan: newPlan(),
+		tx:    tx,
+		later: later,
+		plan:  newPlan(),
 	}
 	if len(changes) > 1 {
 		// What one change claims, the next ones of the same request must see.
@@ -235,7 +237,7 @@ func (pl *planner) change(c store.Change, w write) error {
 // decoded, when it is the same: its fields (names, ref, token, marks) are
 // then n's.
 func (pl *planner) stored(n *store.Task, body []byte) (old *store.Task, same bool, err error) {
-	v := pl.tx.Bucket(bucketTasks).Get(n.ID[:])
+	v, _ := pl.later.get(curTasks, n.ID[:])
 	switch {
 	case v == nil:
 		return nil, false, nil
@@ -245,7 +247,7 @@ func (pl *planner) stored(n *store.Task, body []byte) (old *store.Task, same boo
 		if old, err = decodeState(n.ID, v); err != nil {
 			break
 		}
-		stored := pl.tx.Bucket(bucketBodies).Get(n.ID[:])
+		stored, _ := pl.later.get(curBodies, n.ID[:])
 		if same = bytes.Equal(stored, body); same {
 			old.Process, old.Version, old.Ref, old.InputHash, old.Token, old.Created, old.Marks =
 				n.Process, n.Version, n.Ref, n.InputHash, n.Token, n.Created, n.Marks
@@ -366,19 +368,29 @@ func encodeWrite(n *store.Task, entries []store.HistoryEntry) (write, error) {
 
 // index is one of the indexes derived from a task: key gives the task's
 // entry (nil for none). The value is the task id when byID, else empty.
+// same reports whether two versions of one task have the same key, from
+// the fields the key is made of, so that the writer builds no key for an
+// entry that stays.
 type index struct {
 	bucket []byte
 	key    func(*store.Task) []byte
 	byID   bool
+	same   func(a, b *store.Task) bool
 }
 
 // indexes are the per-task indexes; the counters are kept by plan.
 var indexes = []index{
-	{bucketRefs, refKey, true},
-	{bucketTokens, tokenKey, true},
-	{bucketTimers, timerKey, false},
-	{bucketByState, byStateKey, false},
-	{bucketFinished, finishedKey, false},
+	{bucketRefs, refKey, true, func(a, b *store.Task) bool { return a.Process == b.Process && a.Ref == b.Ref }},
+	{bucketTokens, tokenKey, true, func(a, b *store.Task) bool { return a.Token == b.Token }},
+	{bucketTimers, timerKey, false, func(a, b *store.Task) bool {
+		return nanos(a.TimerAt) == nanos(b.TimerAt) && a.TimerAt.IsZero() == b.TimerAt.IsZero()
+	}},
+	{bucketByState, byStateKey, false, func(a, b *store.Task) bool {
+		return a.Status == b.Status && a.Process == b.Process && a.Node == b.Node
+	}},
+	{bucketFinished, finishedKey, false, func(a, b *store.Task) bool {
+		return a.Status.Final() == b.Status.Final() && (!a.Status.Final() || nanos(a.Finished) == nanos(b.Finished))
+	}},
 }
 
 // keyOf returns t's key, nil when t is nil.
@@ -422,11 +434,15 @@ func (wb *writeBuckets) apply(w *write, later *deferred) error {
 		return err
 	}
 	for i, ix := range indexes {
-		if !ix.byID {
-			later.move(i, keyOf(w.old, ix.key), keyOf(w.new, ix.key))
+		if w.old != nil && w.new != nil && ix.same(w.old, w.new) {
 			continue
 		}
-		if err := moveEntry(wb.indexes[i], ix, w, id); err != nil {
+		ok, nk := keyOf(w.old, ix.key), keyOf(w.new, ix.key)
+		if !ix.byID {
+			later.move(i, ok, nk)
+			continue
+		}
+		if err := moveEntry(wb.indexes[i], ix, ok, nk, id); err != nil {
 			return err
 		}
 	}
@@ -451,6 +467,44 @@ type deferred struct {
 	wb                      *writeBuckets
 	ops                     []laterOp
 	counts, totals          map[string]int64
+	// cursors are reused for the transaction's reads and deletes, which
+	// through Bucket.Get and Bucket.Delete would allocate a cursor and its
+	// stack each: the tasks' and bodies' cursors (curTasks, curBodies),
+	// then one per index, in the order of indexes.
+	cursors []*bbolt.Cursor
+}
+
+// The first cursors of deferred.
+const (
+	curTasks = iota
+	curBodies
+	curIndexes
+)
+
+// cursor returns the transaction's cursor i (see deferred.cursors).
+func (l *deferred) cursor(i int) *bbolt.Cursor {
+	if l.cursors[i] == nil {
+		switch i {
+		case curTasks:
+			l.cursors[i] = l.tx.Bucket(bucketTasks).Cursor()
+		case curBodies:
+			l.cursors[i] = l.tx.Bucket(bucketBodies).Cursor()
+		default:
+			l.cursors[i] = l.buckets().indexes[i-curIndexes].Cursor()
+		}
+	}
+	return l.cursors[i]
+}
+
+// get is Bucket.Get through cursor i; ok tells a key with an empty value
+// from a missing one. Seek starts from the bucket's root, so writes between
+// two calls do not disturb it.
+func (l *deferred) get(i int, key []byte) (v []byte, ok bool) {
+	k, v := l.cursor(i).Seek(key)
+	if !bytes.Equal(k, key) {
+		return nil, false
+	}
+	return v, true
 }
 
 // laterOp deletes (put false) or puts the entry key of the ix-th index.
@@ -463,6 +517,10 @@ type laterOp struct {
 // reset starts (or starts again) the transaction tx with nothing pending.
 func (l *deferred) reset(tx *bbolt.Tx, toBacklog, checkBacklog bool) {
 	l.tx, l.wb, l.ops = tx, nil, l.ops[:0]
+	if l.cursors == nil {
+		l.cursors = make([]*bbolt.Cursor, curIndexes+len(indexes))
+	}
+	clear(l.cursors)
 	l.toBacklog, l.checkBacklog, l.backlogged = toBacklog, checkBacklog, 0
 	if l.counts == nil {
 		l.counts, l.totals = map[string]int64{}, map[string]int64{}
@@ -517,12 +575,11 @@ func (l *deferred) flush() error {
 		return a.seq - b.seq
 	})
 	for _, op := range l.ops {
-		b := l.buckets().indexes[op.ix]
 		var err error
 		if op.put {
-			err = b.Put(op.key, empty)
-		} else {
-			err = b.Delete(op.key)
+			err = l.buckets().indexes[op.ix].Put(op.key, empty)
+		} else if _, ok := l.get(curIndexes+op.ix, op.key); ok {
+			err = l.cursor(curIndexes + op.ix).Delete() // the entries are empty values, never nested buckets
 		}
 		if err != nil {
 			return err
@@ -620,8 +677,7 @@ func putAudit(audit, byTask *bbolt.Bucket, entries []kv) error {
 
 // moveEntry replaces old's entry in ix by new's when they differ. An entry
 // that holds an id is deleted only while it still names this task.
-func moveEntry(b *bbolt.Bucket, ix index, w *write, id uuid.UUID) error {
-	ok, nk := keyOf(w.old, ix.key), keyOf(w.new, ix.key)
+func moveEntry(b *bbolt.Bucket, ix index, ok, nk []byte, id uuid.UUID) error {
 	if bytes.Equal(ok, nk) {
 		return nil
 	}

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -352,4 +353,47 @@ func FuzzDecodeTask(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestIndexes_sameMeansTheSameKey: an index's same, which lets the writer
+// skip an entry without building its keys, must never call two versions of
+// a task the same when their keys differ (the entry would then go stale),
+// and should see every pair whose keys agree.
+func TestIndexes_sameMeansTheSameKey(t *testing.T) {
+	t.Parallel()
+	base := newTask("payment", "order-1")
+	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	variants := []func(*store.Task){
+		func(*store.Task) {},
+		func(t *store.Task) { t.Process = "refund" },
+		func(t *store.Task) { t.Ref = "" },
+		func(t *store.Task) { t.Ref = "order-2" },
+		func(t *store.Task) { t.Token = "tok-1" },
+		func(t *store.Task) { t.Token = "tok-2" },
+		func(t *store.Task) { t.TimerAt = at },
+		func(t *store.Task) { t.TimerAt = at.Add(time.Nanosecond) },
+		func(t *store.Task) { t.TimerAt = time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC) },
+		func(t *store.Task) { t.Node = "wait" },
+		func(t *store.Task) { t.Node, t.Status = "wait", store.StatusWaiting },
+		func(t *store.Task) { t.Status = store.StatusEscalated },
+		func(t *store.Task) { t.Node, t.Status, t.Finished = "done", store.StatusSucceeded, at },
+		func(t *store.Task) { t.Node, t.Status, t.Finished = "done", store.StatusSucceeded, at.Add(time.Second) },
+		func(t *store.Task) { t.Node, t.Status, t.Finished = "done", store.StatusFailed, at },
+		func(t *store.Task) { t.Finished = at }, // a Finished time on an active task is in no index
+	}
+	tasks := make([]*store.Task, len(variants))
+	for i, v := range variants {
+		tasks[i] = base.Clone()
+		v(tasks[i])
+	}
+	for _, ix := range indexes {
+		for i, a := range tasks {
+			for j, b := range tasks {
+				sameKey := bytes.Equal(ix.key(a), ix.key(b))
+				if got := ix.same(a, b); got != sameKey {
+					t.Errorf("%s: same(variant %d, variant %d) = %v, but the keys are equal: %v", ix.bucket, i, j, got, sameKey)
+				}
+			}
+		}
+	}
 }
