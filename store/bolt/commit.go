@@ -756,8 +756,19 @@ func loadTask(tx *bbolt.Tx, id uuid.UUID) (*store.Task, error) {
 // state record and the body stored beside it, or a whole record of schema 3
 // or older.
 func decodeStored(tx *bbolt.Tx, id uuid.UUID, v []byte) (*store.Task, error) {
+	return decodeRecord(tx, id, v, true)
+}
+
+// decodeHeader decodes the task whose tasks-bucket value is v without its
+// data: its names, status, times and counters.
+func decodeHeader(tx *bbolt.Tx, id uuid.UUID, v []byte) (*store.Task, error) {
+	return decodeRecord(tx, id, v, false)
+}
+
+// decodeRecord is decodeStored, or decodeHeader unless full.
+func decodeRecord(tx *bbolt.Tx, id uuid.UUID, v []byte, full bool) (*store.Task, error) {
 	if len(v) == 0 || v[0] != recordV2 {
-		t, err := decodeTaskRecord(v, true)
+		t, err := decodeTaskRecord(v, full)
 		if err == nil && t.ID != id {
 			err = fmt.Errorf("the record holds task %s", t.ID)
 		}
@@ -767,20 +778,7 @@ func decodeStored(tx *bbolt.Tx, id uuid.UUID, v []byte) (*store.Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	return t, decodeStoredBody(t, tx.Bucket(bucketBodies).Get(id[:]), true)
-}
-
-// decodeHeader decodes the task whose tasks-bucket value is v without its
-// data: its names, status, times and counters.
-func decodeHeader(tx *bbolt.Tx, id uuid.UUID, v []byte) (*store.Task, error) {
-	if len(v) == 0 || v[0] != recordV2 {
-		return decodeTaskRecord(v, false)
-	}
-	t, err := decodeState(id, v)
-	if err != nil {
-		return nil, err
-	}
-	return t, decodeStoredBody(t, tx.Bucket(bucketBodies).Get(id[:]), false)
+	return t, decodeStoredBody(t, tx.Bucket(bucketBodies).Get(id[:]), full)
 }
 
 // decodeStoredBody decodes a stored body into t; a missing one is damage.
