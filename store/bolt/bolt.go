@@ -271,7 +271,7 @@ func initSchema(tx *bbolt.Tx) (uint32, error) {
 		}
 	}
 	if got < 5 {
-		// Versions 4 and 5 need nothing here: their buckets exist now.
+		// The upgrades to 4 and 5 need nothing more: their buckets exist now.
 		return got, meta.Put(schemaKey, putUint32(5))
 	}
 	return got, nil
