@@ -14,6 +14,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,14 +64,13 @@ func (s Status) Final() bool {
 	return s == StatusSucceeded || s == StatusFailed || s == StatusCanceled
 }
 
+// Statuses are the statuses above, every one a task can be in. A store that
+// keeps a range per status reads them all from here, so a new status is
+// never missing from its lists.
+var Statuses = []Status{StatusActive, StatusWaiting, StatusEscalated, StatusSucceeded, StatusFailed, StatusCanceled}
+
 // Valid reports whether s is one of the statuses above.
-func (s Status) Valid() bool {
-	switch s {
-	case StatusActive, StatusWaiting, StatusEscalated, StatusSucceeded, StatusFailed, StatusCanceled:
-		return true
-	}
-	return false
-}
+func (s Status) Valid() bool { return slices.Contains(Statuses, s) }
 
 // Task is the durable record of one task. The store treats Data as opaque
 // bytes; the engine seals sensitive fields before they get here.

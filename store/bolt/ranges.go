@@ -14,20 +14,14 @@ import (
 // by status the ranges of every node in it; ranges merges them back into one
 // walk in id order, which is the order pages and cursors are defined in.
 
-// statuses are the ranges a node's tasks can be in.
-var statuses = []store.Status{
-	store.StatusActive, store.StatusWaiting, store.StatusEscalated,
-	store.StatusSucceeded, store.StatusFailed, store.StatusCanceled,
-}
-
 // nodeRanges returns the bystate prefixes of a node's tasks: of one status,
 // or of every status when s is "".
 func nodeRanges(s store.Status, process, node string) [][]byte {
 	if s != "" {
 		return [][]byte{statePrefix(s, process, node)}
 	}
-	prefixes := make([][]byte, len(statuses))
-	for i, s := range statuses {
+	prefixes := make([][]byte, len(store.Statuses))
+	for i, s := range store.Statuses {
 		prefixes[i] = statePrefix(s, process, node)
 	}
 	return prefixes
