@@ -95,6 +95,8 @@ type bundle struct {
 	cfg      engine.Config
 	path     string
 	notify   chan struct{}
+	// wrap, when set, wraps the store the engine gets at the next start.
+	wrap func(*bolt.DB) store.Store
 }
 
 type option func(*engine.Config)
@@ -132,6 +134,9 @@ func (b *bundle) start() {
 	}
 	b.st = st
 	b.cfg.Store = st
+	if b.wrap != nil {
+		b.cfg.Store = b.wrap(st)
+	}
 	eng, err := engine.New(context.Background(), b.cfg)
 	if err != nil {
 		b.t.Fatal(err)

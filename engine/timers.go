@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/conveyor-dev/conveyor/nodes"
 	"github.com/conveyor-dev/conveyor/processes"
+	"github.com/conveyor-dev/conveyor/store"
 )
 
 // timerFirers bounds how many timers fire at once; concurrent fires share
@@ -86,7 +88,7 @@ type firer struct {
 	slots chan struct{}
 	// work hands a timer to an idle worker; unbuffered, so a send succeeds
 	// only when one waits.
-	work     chan uuid.UUID
+	work     chan fireJob
 	ended    chan struct{} // signalled (coalesced) when a fire ends
 	workers  sync.WaitGroup
 	fires    sync.WaitGroup // fires started and not ended
@@ -100,7 +102,7 @@ type firer struct {
 const fireWorkerIdle = 2 * time.Second
 
 func newFirer(e *Engine) *firer {
-	return &firer{e: e, slots: make(chan struct{}, timerFirers), work: make(chan uuid.UUID), ended: make(chan struct{}, 1),
+	return &firer{e: e, slots: make(chan struct{}, timerFirers), work: make(chan fireJob), ended: make(chan struct{}, 1),
 		quit: make(chan struct{}), inflight: map[uuid.UUID]struct{}{}}
 }
 
@@ -111,9 +113,27 @@ func (f *firer) busy() bool {
 	return len(f.inflight) > 0
 }
 
+// fireJob is a timer to fire: its task, and the task as the round read it
+// ahead of the fire (nil when the store cannot read in batches).
+type fireJob struct {
+	id   uuid.UUID
+	task *store.Task
+}
+
+// prefetchChunk is how many due tasks a round reads at once from a store
+// that reads in batches (store.BatchReader), before it hands them to fires.
+const prefetchChunk = 256
+
 // round reads the due timers and starts a fire for each one not in flight,
 // waiting for a free slot when all are taken. It reports how many it
 // started and whether the read was full (more may be due).
+//
+// From a store.BatchReader it reads the tasks themselves too, a chunk at a
+// time, in one pass over the store in id order, and hands each fire its
+// task: thousands of fires each loading one task from the store cost twice
+// the CPU, most of it in memory stalls, since each fire finds the pages
+// cold. A task may move between that read and its fire, which then fails
+// its commit on the revision and loads the task again (fire).
 func (f *firer) round(ctx context.Context) (started int, full bool, err error) {
 	e := f.e
 	limit := e.cfg.TimerBatch
@@ -125,43 +145,71 @@ func (f *firer) round(ctx context.Context) (started int, full bool, err error) {
 		f.mu.Unlock()
 	}
 	due, err := e.due(ctx, limit)
-	for _, t := range due {
+	full = len(due) == limit
+	batch, _ := e.st.(store.BatchReader)
+	for len(due) > 0 {
+		chunk := due[:min(len(due), prefetchChunk)]
+		due = due[len(chunk):]
+		jobs := make([]fireJob, 0, len(chunk))
 		f.mu.Lock()
-		_, dup := f.inflight[t.TaskID]
-		f.mu.Unlock()
-		if dup {
-			continue
+		for _, t := range chunk {
+			if _, dup := f.inflight[t.TaskID]; !dup {
+				jobs = append(jobs, fireJob{id: t.TaskID})
+			}
 		}
-		select {
-		case f.slots <- struct{}{}:
-		case <-e.stop:
-			e.cl.release(t.TaskID)
-			continue // leave it to the next run; release what ClaimDue took
-		}
-		f.mu.Lock()
-		f.inflight[t.TaskID] = struct{}{}
 		f.mu.Unlock()
-		started++
-		f.fires.Add(1)
-		select {
-		case f.work <- t.TaskID:
-		default:
-			f.workers.Go(func() { f.worker(ctx, t.TaskID) })
+		if batch != nil && len(jobs) > 0 {
+			f.prefetch(ctx, batch, jobs)
+		}
+		for _, job := range jobs {
+			select {
+			case f.slots <- struct{}{}:
+			case <-e.stop:
+				e.cl.release(job.id)
+				continue // leave it to the next run; release what ClaimDue took
+			}
+			f.mu.Lock()
+			f.inflight[job.id] = struct{}{}
+			f.mu.Unlock()
+			started++
+			f.fires.Add(1)
+			select {
+			case f.work <- job:
+			default:
+				f.workers.Go(func() { f.worker(ctx, job) })
+			}
 		}
 	}
-	return started, len(due) == limit, err
+	return started, full, err
 }
 
-// worker fires id, then every timer handed to it, until it has waited
+// prefetch reads the tasks of jobs in one batch and sets each job's task.
+// A failed read leaves them unset: each fire then loads its own.
+func (f *firer) prefetch(ctx context.Context, batch store.BatchReader, jobs []fireJob) {
+	ids := make([]uuid.UUID, len(jobs))
+	for i, j := range jobs {
+		ids[i] = j.id
+	}
+	tasks, err := batch.Tasks(ctx, ids)
+	if err != nil {
+		f.e.log.Warn("timer service: read due tasks", "tasks", len(ids), "err", err)
+		return
+	}
+	for i, t := range tasks {
+		jobs[i].task = t
+	}
+}
+
+// worker fires job, then every timer handed to it, until it has waited
 // fireWorkerIdle for one or the engine stops.
-func (f *firer) worker(ctx context.Context, id uuid.UUID) {
+func (f *firer) worker(ctx context.Context, job fireJob) {
 	idle := time.NewTimer(fireWorkerIdle)
 	defer idle.Stop()
 	for {
-		f.fire(ctx, id)
+		f.fire(ctx, job)
 		idle.Reset(fireWorkerIdle)
 		select {
-		case id = <-f.work:
+		case job = <-f.work:
 		case <-idle.C:
 			return
 		case <-f.quit:
@@ -173,17 +221,17 @@ func (f *firer) worker(ctx context.Context, id uuid.UUID) {
 }
 
 // fire runs one fire and ends it: frees its slot and tells the service.
-func (f *firer) fire(ctx context.Context, id uuid.UUID) {
+func (f *firer) fire(ctx context.Context, job fireJob) {
 	defer f.fires.Done()
 	defer func() {
 		f.mu.Lock()
-		delete(f.inflight, id)
+		delete(f.inflight, job.id)
 		f.mu.Unlock()
 		<-f.slots
 		signal(f.ended)
 	}()
-	defer f.e.cl.release(id) // the lease ClaimDue took, in a cluster
-	f.e.fire(ctx, id)
+	defer f.e.cl.release(job.id) // the lease ClaimDue took, in a cluster
+	f.e.fire(ctx, job.id, job.task)
 }
 
 // close waits for the fires in flight and lets the idle workers go.
@@ -211,17 +259,29 @@ func (e *Engine) FireDue(ctx context.Context) (int, error) {
 }
 
 // fire applies a task's timer: a retry of an outbound call, or the time
-// limit of the node it waits in.
-func (e *Engine) fire(ctx context.Context, id uuid.UUID) {
+// limit of the node it waits in. read is the task as the timer service read
+// it ahead (nil: load it now); if the task has moved since, the commit
+// fails on its revision and the fire loads the task and decides again.
+func (e *Engine) fire(ctx context.Context, id uuid.UUID, read *store.Task) {
 	unlock := e.lock(id)
-	s := e.expire(ctx, id)
-	if s == nil {
-		unlock()
-		return
+	s := e.expire(ctx, id, read)
+	var err error
+	switch {
+	case s == nil:
+	case read == nil:
+		err = e.commitOrLog(ctx, s)
+	default:
+		// Decided on the task as read ahead: a conflict means it moved since.
+		if err = e.commit(ctx, s); errors.Is(err, store.ErrConflict) {
+			if s = e.expire(ctx, id, nil); s != nil {
+				err = e.commitOrLog(ctx, s)
+			}
+		} else if err != nil {
+			e.log.Error("commit task", "task_id", id, "node", s.t.Node, "err", err)
+		}
 	}
-	err := e.commitOrLog(ctx, s)
 	unlock()
-	if err == nil {
+	if s != nil && err == nil {
 		e.after(s)
 	}
 }
@@ -236,10 +296,16 @@ func (e *Engine) fire(ctx context.Context, id uuid.UUID) {
 // fills the scheduler's run queues, and the writer, whose turn comes after
 // them, would sit runnable while they compute: the writer is what a burst
 // waits on, so every millisecond it waits is added to every timer's lag.
-func (e *Engine) expire(ctx context.Context, id uuid.UUID) *state {
+func (e *Engine) expire(ctx context.Context, id uuid.UUID, read *store.Task) *state {
 	e.fireCPU <- struct{}{}
 	defer func() { <-e.fireCPU }()
-	s, err := e.load(ctx, id)
+	var s *state
+	var err error
+	if read != nil {
+		s, err = e.stateOf(ctx, read)
+	} else {
+		s, err = e.load(ctx, id)
+	}
 	if err != nil {
 		e.log.Error("load task for timer", "task_id", id, "err", err)
 		return nil

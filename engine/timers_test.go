@@ -1,9 +1,11 @@
 package engine_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/conveyor-dev/conveyor/nodes"
 	"github.com/conveyor-dev/conveyor/processes"
 	"github.com/conveyor-dev/conveyor/store"
+	"github.com/conveyor-dev/conveyor/store/bolt"
 )
 
 // burstFlow waits a minute, then finishes: every task submitted at one
@@ -162,5 +165,80 @@ func TestEngine_timeoutData(t *testing.T) {
 	}
 	if tr, _ := got["trace"].(map[string]any); tr["expired"] != true {
 		t.Errorf("the nested write after the timeout is not stored: %v", got)
+	}
+}
+
+// twoWaitsFlow waits a minute, then for a callback for at most 30 seconds.
+const twoWaitsFlow = `process: twowaits
+title: "Two waits"
+start: first
+nodes:
+  first:
+    type: delay
+    for: 1m
+    next: second
+  second:
+    type: callback
+    timeout: 30s
+    on_timeout: expired
+    next: done
+  done:    {type: final, result: success}
+  expired: {type: final, result: success}
+`
+
+// readAhead is a store whose batch reads (store.BatchReader, which the timer
+// service reads due tasks through) return the tasks as they were when the
+// test froze them, as a read-ahead that a commit overtook would.
+type readAhead struct {
+	*bolt.DB
+	frozen map[uuid.UUID]*store.Task
+	reads  atomic.Int32
+}
+
+func (r *readAhead) Tasks(ctx context.Context, ids []uuid.UUID) ([]*store.Task, error) {
+	r.reads.Add(1)
+	ts, err := r.DB.Tasks(ctx, ids)
+	for i, id := range ids {
+		if t, ok := r.frozen[id]; ok && err == nil {
+			ts[i] = t.Clone()
+		}
+	}
+	return ts, err
+}
+
+// TestEngine_timerReadAheadOvertaken: the timer service reads the tasks of
+// due timers ahead of their fires; when a task moved since (here its first
+// wait timed out, and the read-ahead still shows it there), the fire must not
+// drop the timer or move the task on the old record: it loads the task and
+// applies the timer that is due now, once.
+func TestEngine_timerReadAheadOvertaken(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := setup(t, withFlow(t, twoWaitsFlow))
+	v := b.submit("twowaits", "", `{}`)
+	before, err := b.st.Task(ctx, v.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.advance(time.Minute)
+	b.waitIn(v.ID, "second", store.StatusWaiting)
+
+	var ra *readAhead
+	b.wrap = func(db *bolt.DB) store.Store {
+		ra = &readAhead{DB: db, frozen: map[uuid.UUID]*store.Task{v.ID: before}}
+		return ra
+	}
+	b.restart()
+	b.advance(time.Minute) // the callback's 30 s are over
+	if ra.reads.Load() == 0 {
+		t.Fatal("the timer service did not read the due tasks ahead")
+	}
+
+	got := b.waitIn(v.ID, "expired", store.StatusSucceeded)
+	if want := "submit next timeout"; events(b.history(v.ID)) != want {
+		t.Errorf("history %q, want %q: one timed-out delay, one timed-out callback", events(b.history(v.ID)), want)
+	}
+	if got.Rev != before.Rev+2 {
+		t.Errorf("task at revision %d, want %d: two moves after the read-ahead's", got.Rev, before.Rev+2)
 	}
 }

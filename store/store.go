@@ -268,6 +268,16 @@ type Version struct {
 	Loaded  time.Time `json:"loaded"`
 }
 
+// BatchReader is implemented by stores that read many tasks at once for less
+// than one by one: the timer service loads the tasks of a burst of due timers
+// in chunks through it, when the store has it.
+type BatchReader interface {
+	// Tasks returns the tasks with the given ids, in the order of ids, as
+	// Task would one by one, but as of one moment; nil for an id with no
+	// task.
+	Tasks(ctx context.Context, ids []uuid.UUID) ([]*Task, error)
+}
+
 // Store keeps tasks, their history and indexes, process versions, the audit
 // log, bulk jobs and queue alarm crossings. Every method is safe for
 // concurrent use. Writes are durable (fsynced) when they return nil.
