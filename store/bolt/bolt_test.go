@@ -3,7 +3,6 @@ package bolt
 import (
 	"context"
 	"errors"
-	"fmt"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -38,47 +37,6 @@ func TestDB_throughTheBacklog(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		return openTest(t, tempPath(t), Options{backlogFrom: 1, backlogIdle: time.Millisecond})
 	})
-}
-
-// TestDB_Tasks: a batch read returns, in the order asked, what Task returns
-// for each id, and nil for an id with no task.
-func TestDB_Tasks(t *testing.T) {
-	t.Parallel()
-	ctx := t.Context()
-	db := openTest(t, tempPath(t), Options{})
-	var ids []uuid.UUID
-	for i := range 5 {
-		task := newTask("payment", fmt.Sprintf("ref-%d", i))
-		task.Data = []byte(fmt.Sprintf(`{"n":%d}`, i))
-		if err := db.Commit(ctx, creation(task)); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, task.ID)
-	}
-	missing := uuid.Must(uuid.NewV7())
-	ask := []uuid.UUID{ids[3], missing, ids[0], ids[4], ids[1]}
-	got, err := db.Tasks(ctx, ask)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != len(ask) {
-		t.Fatalf("Tasks returned %d tasks for %d ids", len(got), len(ask))
-	}
-	for i, id := range ask {
-		if id == missing {
-			if got[i] != nil {
-				t.Errorf("Tasks[%d] for a missing id = %+v, want nil", i, got[i])
-			}
-			continue
-		}
-		want, err := db.Task(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(want, got[i]); diff != "" {
-			t.Errorf("Tasks[%d] differs from Task(%s) (-Task +Tasks):\n%s", i, id, diff)
-		}
-	}
 }
 
 // tempPath is a fresh data file path.

@@ -31,6 +31,28 @@ func (db *DB) Task(ctx context.Context, id uuid.UUID) (*store.Task, error) {
 	return db.taskWhere(ctx, "task", `id = $1`, id)
 }
 
+// Tasks returns the tasks with the given ids, in the order of ids (nil for
+// an id with no task), in one query; see store.BatchReader.
+func (db *DB) Tasks(ctx context.Context, ids []uuid.UUID) ([]*store.Task, error) {
+	if err := db.ready(ctx); err != nil {
+		return nil, err
+	}
+	rows, _ := db.pool.Query(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id = ANY($1)`, ids)
+	found, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*store.Task, error) { return scanTask(row) })
+	if err != nil {
+		return nil, db.fail("tasks", err)
+	}
+	byID := make(map[uuid.UUID]*store.Task, len(found))
+	for _, t := range found {
+		byID[t.ID] = t
+	}
+	ts := make([]*store.Task, len(ids))
+	for i, id := range ids {
+		ts[i] = byID[id]
+	}
+	return ts, nil
+}
+
 // TaskByRef returns the task holding (process, ref), or store.ErrNotFound.
 func (db *DB) TaskByRef(ctx context.Context, process, ref string) (*store.Task, error) {
 	if process == "" || ref == "" || !storable(process) || !storable(ref) {

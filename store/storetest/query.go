@@ -38,6 +38,33 @@ var taskTests = []test{
 		_, err = f.s.TaskByRef(f.ctx, "payment", "")
 		wantErr(t, err, store.ErrNotFound)
 	}},
+	{"reads_many_at_once_in_the_order_asked_as_one_by_one", func(t *testing.T, f *fixture) {
+		br, ok := f.s.(store.BatchReader)
+		if !ok {
+			t.Skip("the store reads tasks one at a time (no store.BatchReader)")
+		}
+		tasks := f.tasks(5)
+		tasks[2].Data = []byte(`{"n":2}`)
+		f.create(tasks...)
+		f.update(tasks[4], func(t *store.Task) { t.Node = "moved" })
+		missing := f.task().ID
+		ask := []uuid.UUID{tasks[3].ID, missing, tasks[0].ID, tasks[4].ID, tasks[2].ID}
+		got, err := br.Tasks(f.ctx, ask)
+		if err != nil || len(got) != len(ask) {
+			t.Fatalf("Tasks = %d tasks, %v; want %d", len(got), err, len(ask))
+		}
+		for i, id := range ask {
+			if id == missing {
+				if got[i] != nil {
+					t.Errorf("Tasks[%d] for an unknown id = %+v, want nil", i, got[i])
+				}
+				continue
+			}
+			if diff := cmp.Diff(f.get(id), got[i]); diff != "" {
+				t.Errorf("Tasks[%d] differs from Task(%s) (-Task +Tasks):\n%s", i, id, diff)
+			}
+		}
+	}},
 }
 
 var tokenTests = []test{
