@@ -231,15 +231,20 @@ func (e *Engine) runTask(id uuid.UUID) {
 // revision conflict means someone else moved the task first, which is fine.
 func (e *Engine) commitOrLog(ctx context.Context, s *state) error {
 	err := e.commit(ctx, s)
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, store.ErrConflict) {
-		e.log.Info("task moved concurrently; step dropped", "task_id", s.t.ID)
-		return err
-	}
-	e.log.Error("commit task", "task_id", s.t.ID, "node", s.t.Node, "err", err)
+	e.logCommit(s, err)
 	return err
+}
+
+// logCommit logs a failed commit of s: a conflict as a dropped step, any
+// other error as an error.
+func (e *Engine) logCommit(s *state, err error) {
+	switch {
+	case err == nil:
+	case errors.Is(err, store.ErrConflict):
+		e.log.Info("task moved concurrently; step dropped", "task_id", s.t.ID)
+	default:
+		e.log.Error("commit task", "task_id", s.t.ID, "node", s.t.Node, "err", err)
+	}
 }
 
 func isErrorFinal(n *processes.Node) bool {

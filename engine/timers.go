@@ -266,18 +266,17 @@ func (e *Engine) fire(ctx context.Context, id uuid.UUID, read *store.Task) {
 	unlock := e.lock(id)
 	s := e.expire(ctx, id, read)
 	var err error
-	switch {
-	case s == nil:
-	case read == nil:
-		err = e.commitOrLog(ctx, s)
-	default:
-		// Decided on the task as read ahead: a conflict means it moved since.
-		if err = e.commit(ctx, s); errors.Is(err, store.ErrConflict) {
+	if s != nil {
+		err = e.commit(ctx, s)
+		if read != nil && errors.Is(err, store.ErrConflict) {
+			// Decided on the task as read ahead, which moved since: decide
+			// again on the task as it is.
 			if s = e.expire(ctx, id, nil); s != nil {
-				err = e.commitOrLog(ctx, s)
+				err = e.commit(ctx, s)
 			}
-		} else if err != nil {
-			e.log.Error("commit task", "task_id", id, "node", s.t.Node, "err", err)
+		}
+		if s != nil {
+			e.logCommit(s, err)
 		}
 	}
 	unlock()
