@@ -26,6 +26,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -106,6 +107,9 @@ type Options struct {
 	Dir string
 	// Keep leaves the temporary directories in place.
 	Keep bool
+	// Store says which store Start opens, for the report ("" for the bolt
+	// file with the service's defaults).
+	Store string
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
 	// FireProfile, when set, receives a CPU profile of the scale scenario's
@@ -145,7 +149,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
-	r := &runner{o: o, rep: &Report{Size: o.Size.Name, Duration: o.Size.Duration.String(), Started: time.Now()}, ceiling: map[int]*ceilingResult{}}
+	r := &runner{o: o, rep: &Report{Size: o.Size.Name, Duration: o.Size.Duration.String(), Store: cmp.Or(o.Store, "bolt"), Started: time.Now()}, ceiling: map[int]*ceilingResult{}}
 	m, err := probeMachine(o.Dir)
 	if err != nil {
 		return nil, err
@@ -301,6 +305,7 @@ type Service interface {
 type Report struct {
 	Size     string    `json:"size"`
 	Duration string    `json:"duration"`
+	Store    string    `json:"store"`
 	Started  time.Time `json:"started"`
 	Elapsed  string    `json:"elapsed"`
 	Machine  Machine   `json:"machine"`
@@ -388,9 +393,9 @@ func thousands(n int64) string {
 // WriteTable prints the report for people.
 func (rep *Report) WriteTable(w io.Writer) error {
 	m := rep.Machine
-	fmt.Fprintf(w, "conveyor bench (%s, window %s) on %d CPUs (GOMAXPROCS %d), %s, Go %s; fsync p50 %.2f ms, p99 %.2f ms; "+
+	fmt.Fprintf(w, "conveyor bench (%s, window %s, store %s) on %d CPUs (GOMAXPROCS %d), %s, Go %s; fsync p50 %.2f ms, p99 %.2f ms; "+
 		"%d pages + fdatasync: scattered %.2f ms, contiguous %.2f ms; load average before: %s\n\n",
-		rep.Size, rep.Duration, m.CPUs, m.Procs, m.Model, m.GoVersion, m.FsyncP50ms, m.FsyncP99ms,
+		rep.Size, rep.Duration, rep.Store, m.CPUs, m.Procs, m.Model, m.GoVersion, m.FsyncP50ms, m.FsyncP99ms,
 		probePages, m.ScatteredMs, m.ContiguousMs, m.LoadAverage)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tMETRIC\tVALUE\tTARGET\tVERDICT")

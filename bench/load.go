@@ -61,13 +61,16 @@ func drive(ctx context.Context, conc int, warm, d time.Duration, counter func() 
 	// window is closed once from and to are known: at the first end.
 	window := make(chan struct{})
 	var first sync.Once
-	opened := func(flow time.Duration) {
+	// The window opens at the end of the first flow to return, as the
+	// service committed it, not when its caller heard: the rest of the
+	// first wave commits in between, and must count.
+	opened := func(start, end time.Time) {
 		first.Do(func() {
 			res.from = begin.Add(warm)
-			if now := time.Now(); now.After(res.from) {
-				res.from = now
+			if end.After(res.from) {
+				res.from = end
 			}
-			res.to = res.from.Add(max(d, 2*flow))
+			res.to = res.from.Add(max(d, 2*end.Sub(start)))
 			close(window)
 		})
 	}
@@ -107,7 +110,7 @@ func drive(ctx context.Context, conc int, warm, d time.Duration, counter func() 
 		wg.Go(func() {
 			for n := 0; !over() && ctx.Err() == nil; n++ {
 				start, end, err := flow(ctx, w, n)
-				opened(end.Sub(start))
+				opened(start, end)
 				results[w] = append(results[w], done{start, end, err})
 			}
 		})

@@ -203,10 +203,12 @@ func (r *runner) burst(ctx context.Context, p *probe, clock *offsetClock, at tim
 	dueWall := time.Now().Add(2 * time.Second)
 	atDue := make(chan cpuSample, 1)
 	writtenAtDue := make(chan int64, 1)
+	heapAtDue := make(chan heapSample, 1)
 	go func() {
 		time.Sleep(time.Until(dueWall))
 		atDue <- sampleCPU()
 		writtenAtDue <- diskWritten()
+		heapAtDue <- sampleHeap()
 	}()
 	stopProfile := func() {}
 	if profile {
@@ -227,6 +229,10 @@ func (r *runner) burst(ctx context.Context, p *probe, clock *offsetClock, at tim
 	if g, ok := p.groupsBetween(dueWall, fired); ok {
 		res.notes = append(res.notes, fmt.Sprintf("while the timeouts fired, %s", g))
 	}
+	if h0, h := <-heapAtDue, sampleHeap(); h.cycles >= h0.cycles {
+		res.notes = append(res.notes, fmt.Sprintf("the process allocated %.1f KiB per timeout (%d GC cycles), and the Go heap's memory from the system grew by %.0f MiB (first touches are page faults)",
+			float64(h.allocated-h0.allocated)/1024/float64(due), h.cycles-h0.cycles, mib(int64(h.mapped)-int64(h0.mapped))))
+	}
 	a, b := <-atDue, sampleCPU()
 	if cpu := cpuBetween(a, b); cpu != (cpuUse{}) {
 		res.cpu = (b.self - a.self) / time.Duration(due)
@@ -235,6 +241,20 @@ func (r *runner) burst(ctx context.Context, p *probe, clock *offsetClock, at tim
 	lags := p.timerLags()
 	res.fired, res.p50, res.p99 = fired.Sub(dueWall), quantile(lags, 0.5), quantile(lags, 0.99)
 	return res, nil
+}
+
+// heapSample is the Go heap's counters at one moment: bytes allocated since
+// the start, GC cycles, and the heap's memory obtained from the system and
+// not returned.
+type heapSample struct {
+	allocated, mapped uint64
+	cycles            uint32
+}
+
+func sampleHeap() heapSample {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return heapSample{allocated: m.TotalAlloc, mapped: m.HeapSys - m.HeapReleased, cycles: m.NumGC}
 }
 
 // medianBurst is the wave with the median p99 lag (the later of the two

@@ -19,6 +19,8 @@ import (
 // this file gives it the service serve runs.
 type benchCommand struct {
 	stdout, stderr io.Writer
+	// wal starts the services with the write-ahead log (--wal).
+	wal bool
 }
 
 // Run implements command.
@@ -33,6 +35,7 @@ func (c *benchCommand) Run(ctx context.Context, args []string) error {
 	due := fs.Int("due", 0, "how many of them time out in the same second (default 100000, --quick 5000)")
 	dir := fs.String("dir", "", "where the temporary databases go (default $TMPDIR); measure the disk you deploy on")
 	keep := fs.Bool("keep", false, "keep the temporary databases")
+	wal := fs.Bool("wal", true, "run the service as serve does, with a write-ahead log in front of the bbolt file; --wal=false as serve --wal=false does, without")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `FILE` (use with --only)")
 	fireprofile := fs.String("fireprofile", "", "write a CPU profile of the scale scenario's timer burst alone to `FILE`")
 	output := fs.String("o", "table", "output: table or json")
@@ -107,8 +110,12 @@ Flags:
 		}
 		defer pprof.StopCPUProfile()
 	}
+	store := "bolt with write-ahead log"
+	if c.wal = *wal; !c.wal {
+		store = "bolt without write-ahead log (--wal=false)"
+	}
 	rep, err := bench.Run(ctx, bench.Options{Start: c.start, Size: size, Duration: *duration, Waiting: *waiting, Due: *due, Rounds: *rounds, Only: scenarios,
-		Dir: *dir, Keep: *keep, Progress: progress, FireProfile: fireProfile})
+		Dir: *dir, Keep: *keep, Progress: progress, FireProfile: fireProfile, Store: store})
 	if err != nil {
 		return err
 	}
@@ -124,7 +131,7 @@ Flags:
 // but not for a terminal.
 func (c *benchCommand) start(ctx context.Context, o bench.ServiceOptions) (bench.Service, error) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	svc, err := startService(ctx, serviceConfig{Addr: "127.0.0.1:0", DB: o.DB, Dir: o.Flows, Sandbox: true,
+	svc, err := startService(ctx, serviceConfig{Addr: "127.0.0.1:0", DB: o.DB, WAL: c.wal, Dir: o.Flows, Sandbox: true,
 		Log: log, Stderr: c.stderr, Engine: o.Engine, SandboxTransport: o.SandboxTransport, StoreCommits: o.StoreCommits})
 	if err != nil {
 		return nil, err

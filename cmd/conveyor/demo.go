@@ -48,7 +48,7 @@ func (c *demoCommand) Run(ctx context.Context, args []string) error {
 	}
 	defer logf.Close()
 	log := slog.New(slog.NewJSONHandler(logf, nil))
-	svc, err := startService(ctx, serviceConfig{Addr: "127.0.0.1:0", DB: filepath.Join(dir, "conveyor.db"), Sandbox: true, Log: log, Stderr: c.stderr})
+	svc, err := startService(ctx, serviceConfig{Addr: "127.0.0.1:0", DB: filepath.Join(dir, "conveyor.db"), WAL: true, Sandbox: true, Log: log, Stderr: c.stderr})
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,7 @@ func (c *serveCommand) Run(ctx context.Context, args []string) error {
 	fs := newFlags("serve", "", c.stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address; port 0 picks a free one. Not loopback: a token is required")
 	where := addStoreFlags(fs)
+	wal := fs.Bool("wal", true, "with --db: a write-ahead log (FILE.wal) in front of the bbolt file. A commit is acknowledged once appended to the log and synced, and the file catches up behind it: a burst of commits (timeouts due together) is acknowledged faster, for up to 256 MiB of memory holding what the file does not have yet; lists and counts wait for the file. --wal=false writes every commit to the file itself")
 	keyFile := fs.String("key", "", "data key `FILE` (32 bytes, mode 0600, created when absent) that seals sensitive fields (default <db>.key with --db, ./"+defaultPostgresKey+" with --store); every node of a cluster must have the same key")
 	node := fs.String("node", "", "this node's `NAME` in a cluster (default: host-pid-random); a stable name frees the node's leases at once when it restarts. Two running nodes must never share one")
 	lease := fs.Duration("lease", 30*time.Second, "with --store: how long the work of a node that died waits before another node takes it over")
@@ -80,6 +81,12 @@ Flags:
 	if err != nil {
 		return err
 	}
+	if url != "" {
+		if flagGiven(fs, "wal") && *wal {
+			return usageError(fs, "--wal is for a bolt file (--db), not --store")
+		}
+		*wal = false
+	}
 	local, err := loopback(*addr)
 	if err != nil {
 		return usageError(fs, "%v", err)
@@ -91,7 +98,7 @@ Flags:
 	if url != "" && *sandbox {
 		log.Warn("--sandbox with --store: each node mounts simulators of its own, which the other nodes do not see; run `conveyor sandbox liqpay` once for a cluster")
 	}
-	svc, err := startService(ctx, serviceConfig{Addr: *addr, DB: db, Store: url, Key: *keyFile, Dir: *dir, Sandbox: *sandbox, Token: *token,
+	svc, err := startService(ctx, serviceConfig{Addr: *addr, DB: db, WAL: *wal, Store: url, Key: *keyFile, Dir: *dir, Sandbox: *sandbox, Token: *token,
 		BaseURL: *base, Environ: environ, Log: log, Stderr: c.stderr,
 		Engine: func(ec *engine.Config) { ec.MaxInflight, ec.Owner, ec.Lease = *inflight, *node, *lease }})
 	if err != nil {

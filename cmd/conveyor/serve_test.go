@@ -248,6 +248,7 @@ func TestServe_refusals(t *testing.T) {
 		{"no flows", nil, []string{"--addr", "127.0.0.1:0", "--db", filepath.Join(dir, "y.db"), "--processes", dir}, 1, "no flows"},
 		{"stray argument", nil, []string{"now"}, 2, "unexpected argument"},
 		{"bad flag", nil, []string{"--port", "1"}, 2, "flag provided but not defined"},
+		{"write-ahead log asked for PostgreSQL", nil, []string{"--wal", "--store", "postgres://127.0.0.1:1/x"}, 2, "--wal is for a bolt file"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -412,4 +413,45 @@ func grepLines(text, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestServe_writeAheadLog: by default, a hold runs to its end with every
+// commit logged in FILE.wal first; the log holds no card number or CVV in
+// clear, is emptied once the file has everything at shutdown, and a start
+// with --wal=false serves the same tasks and removes the log.
+func TestServe_writeAheadLog(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "conveyor.db")
+	s := startServe(t, nil, "--addr", "127.0.0.1:0", "--db", db, "--sandbox")
+	c := client.New(s.url, "", nil)
+	ctx := context.Background()
+	task, _, err := c.Submit(ctx, "liqpay-hold", "w1", json.RawMessage(fmt.Sprintf(input, "ow1", "4242424242424242")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	awaitTask(t, c, task.ID, "succeeded")
+	wal, err := os.ReadFile(db + ".wal")
+	if err != nil || len(wal) == 0 {
+		t.Fatalf("the write-ahead log while serving: %d bytes, %v; want the task's commits", len(wal), err)
+	}
+	for _, secret := range []string{"4242424242424242", `"card_cvv":"123"`} {
+		if bytes.Contains(wal, []byte(secret)) {
+			t.Errorf("the write-ahead log holds %q in clear", secret)
+		}
+	}
+	if code := s.stop(); code != 0 {
+		t.Fatalf("serve exited %d:\n%s", code, s.stderr)
+	}
+	if fi, err := os.Stat(db + ".wal"); err != nil || fi.Size() != 0 {
+		t.Errorf("the log after shutdown: %v, %v; want it empty", fi, err)
+	}
+
+	s = startServe(t, nil, "--addr", "127.0.0.1:0", "--db", db, "--sandbox", "--wal=false")
+	got, err := client.New(s.url, "", nil).Task(ctx, task.ID)
+	if err != nil || got.Status != "succeeded" {
+		t.Errorf("after a restart with --wal=false: %v %+v", err, got)
+	}
+	if _, err := os.Stat(db + ".wal"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the log after a start with --wal=false: %v, want it removed", err)
+	}
 }

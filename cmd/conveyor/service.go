@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -35,6 +36,7 @@ import (
 type serviceConfig struct {
 	Addr    string // listen address
 	DB      string // bolt file, when Store is ""
+	WAL     bool   // a write-ahead log in front of the bolt file (bolt.Options.Log)
 	Store   string // PostgreSQL URL shared by the nodes of a cluster; "" for the bolt file DB
 	Key     string // data key file; "" for DB + ".key" (bolt) or defaultPostgresKey
 	Dir     string // flows directory; "" for the shipped flows
@@ -52,6 +54,15 @@ type serviceConfig struct {
 	// StoreCommits observes the bolt store's group commits (bench).
 	StoreCommits bolt.CommitObserver
 }
+
+// walMemoryLimit is the soft memory limit of a service with the write-ahead
+// log (--wal), unless GOMEMLIMIT sets one. The log's buffer holds up to
+// 256 MiB of writes the file has not applied yet, and bbolt's transaction
+// applying them as much again; the GC target that main sets (GOGC 400)
+// would let the heap grow to five times that. The limit makes the GC work
+// harder instead, past 1 GiB, well above what the buffer keeps alive, so
+// that it does not run all the time.
+const walMemoryLimit = 1 << 30
 
 // sandboxTransport is the simulators' default transport: Go's default
 // keeps two idle connections per host, so a simulator calling back hundreds
@@ -84,6 +95,9 @@ type service struct {
 
 // startService opens everything and starts serving; shutdown undoes it.
 func startService(ctx context.Context, cfg serviceConfig) (_ *service, err error) {
+	if cfg.WAL && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(walMemoryLimit)
+	}
 	s := &service{log: cfg.Log, served: make(chan error, 1)}
 	defer func() {
 		if err != nil {
@@ -180,20 +194,25 @@ func addStoreFlags(fs *flag.FlagSet) *storeFlags {
 	}
 }
 
+// flagGiven reports whether the command line gave the flag name.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(fl *flag.Flag) { given = given || fl.Name == name })
+	return given
+}
+
 // resolve returns the bolt file or the PostgreSQL URL to open (the other
 // one ""): --store, else --db when given, else $CONVEYOR_STORE, else the
 // default --db. Both flags at once are a usage error.
 func (f *storeFlags) resolve(environ []string) (db, url string, err error) {
-	set := map[string]bool{}
-	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
 	switch {
-	case set["db"] && set["store"]:
+	case flagGiven(f.fs, "db") && flagGiven(f.fs, "store"):
 		return "", "", usageError(f.fs, "give --db or --store, not both")
-	case set["store"] && *f.url == "":
+	case flagGiven(f.fs, "store") && *f.url == "":
 		return "", "", usageError(f.fs, "--store needs a URL")
-	case set["store"]:
+	case flagGiven(f.fs, "store"):
 		return "", *f.url, nil
-	case set["db"]:
+	case flagGiven(f.fs, "db"):
 		return *f.db, "", nil
 	}
 	if u := lookup(environ, envStore); u != "" {
@@ -251,7 +270,7 @@ func openData(ctx context.Context, cfg serviceConfig, groups bolt.CommitObserver
 				bench(g)
 			}
 		}
-		st, err := openBolt(cfg.DB, bolt.Options{Logger: cfg.Log, Metrics: observe})
+		st, err := openBolt(cfg.DB, bolt.Options{Logger: cfg.Log, Metrics: observe, Log: cfg.WAL})
 		return st, key, err
 	}
 	if path == "" {

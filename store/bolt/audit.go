@@ -17,6 +17,9 @@ import (
 // The cursor is the hex key of the last entry of the previous page; another
 // cursor fails with a conveyor.EInvalid error.
 func (db *DB) Audit(ctx context.Context, f store.AuditFilter) (store.AuditPage, error) {
+	if err := db.flushLog(ctx); err != nil {
+		return store.AuditPage{}, err
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = defaultPage

@@ -72,6 +72,18 @@ type Options struct {
 	// Metrics, when set, is called after each group commit that reached the
 	// disk. Default nil.
 	Metrics CommitObserver
+	// Log puts a write-ahead log in front of bbolt (logger.go), in the file
+	// at the store's path plus ".wal": a commit is acknowledged once it is
+	// appended to the log and synced, and bbolt applies it behind. A burst
+	// of commits is acknowledged at the pace of one sequential append per
+	// group instead of bbolt's B-tree work and scattered page writes. Lists,
+	// counts, Runnable, the audit log, Check and purges wait for bbolt to
+	// catch up. Open replays a log it finds whether Log is set or not.
+	// Default false.
+	Log bool
+	// LogBuffer bounds the memory of the writes logged and not yet applied
+	// to bbolt, in bytes: once full, commits wait for bbolt. Default 256 MiB.
+	LogBuffer int
 
 	// bolt, when set, adjusts bbolt's options; tests use it to provoke disk
 	// errors.
@@ -84,11 +96,18 @@ type Options struct {
 	// upgradeChunk, when set, replaces byStateChunk; tests make the
 	// upgrade to schema 6 take many transactions.
 	upgradeChunk int
+	// logIdle, when set, replaces applyIdle; tests hold logged writes back
+	// from bbolt so that reads must find them in the overlay.
+	logIdle time.Duration
+	// logCut, when set, replaces walCutAt; tests make the log rewrite itself
+	// often.
+	logCut int
 }
 
 // CommitObserver is told of each group commit that reached the disk. It runs
-// on the writer goroutine, so it must return quickly and must not call the
-// DB.
+// on the writer goroutine (and, with the write-ahead log, on the logger's:
+// it must be safe for concurrent use then), so it must return quickly and
+// must not call the DB.
 type CommitObserver func(GroupCommit)
 
 // GroupCommit describes one transaction of the store's writer: a group
@@ -115,6 +134,13 @@ type GroupCommit struct {
 	// Moved is how many history entries a move of the backlog took into
 	// history; 0 for a group commit, whose Requests is then at least 1.
 	Moved int
+	// Applied is how many logged writes an apply of the write-ahead log
+	// (Options.Log) wrote; 0 for the others.
+	Applied int
+	// Logged marks a group commit of the write-ahead log: Requests were
+	// answered once one record was appended and synced (Write, which is
+	// then no page writes: Pages is 0).
+	Logged bool
 	// Backlog is how many history entries wait in the backlog after the
 	// transaction: an estimate that runs high after a purge until the next
 	// move finds out.
@@ -137,6 +163,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Clock == nil {
 		o.Clock = time.Now
+	}
+	if o.LogBuffer <= 0 {
+		o.LogBuffer = defaultLogBuffer
 	}
 	if o.backlogIdle <= 0 {
 		o.backlogIdle = backlogIdle
@@ -167,6 +196,8 @@ type DB struct {
 	// later holds what the writer's transaction leaves for its end (see
 	// deferred).
 	later deferred
+	// lg is the write-ahead log's state, nil without Options.Log.
+	lg *logState
 	// backlog is how many history entries wait in the backlog (backlog.go),
 	// counted at Open and kept by the writer goroutine, which alone uses it.
 	// Purges make it run high until the next move finds out.
@@ -232,6 +263,13 @@ func Open(path string, opts Options) (*DB, error) {
 		reqs:        make(chan *request, opts.MaxBatch),
 		quit:        make(chan struct{}),
 		exited:      make(chan struct{}),
+	}
+	if err := db.openLog(path, opts); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if db.lg != nil {
+		go db.logLoop()
 	}
 	go db.write()
 	if from != 0 && from != schemaVersion {
@@ -396,12 +434,82 @@ func (db *DB) Close() error {
 		db.mu.Lock()
 		db.closed.Store(true)
 		db.mu.Unlock()
+		if db.lg != nil {
+			close(db.lg.quit)
+			<-db.lg.exited
+		}
 		close(db.quit)
 		<-db.exited
-		db.closeErr = db.bolt.Close()
+		db.closeErr = db.closeLog()
+		if err := db.bolt.Close(); db.closeErr == nil {
+			db.closeErr = err
+		}
 		db.log.Debug("store closed")
 	})
 	return db.closeErr
+}
+
+// openLog replays the write-ahead log at path+".wal" if there is one, and
+// keeps it open for the logger when opts.Log is set.
+func (db *DB) openLog(path string, opts Options) error {
+	walPath := path + ".wal"
+	if !opts.Log {
+		if _, err := os.Stat(walPath); errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+	}
+	w, recs, cut, err := openWAL(walPath)
+	if err != nil {
+		return fmt.Errorf("write-ahead log: %w", err)
+	}
+	if cut > 0 {
+		db.log.Warn("write-ahead log: cut off a torn record at its end (never acknowledged)", "bytes", cut)
+	}
+	lg := &logState{wal: w, ov: newOverlay(), reqs: make(chan *request, opts.MaxBatch), quit: make(chan struct{}),
+		exited: make(chan struct{}), kick: make(chan struct{}, 1), max: opts.LogBuffer, high: opts.LogBuffer / 2, idle: cmp.Or(opts.logIdle, applyIdle), cutAt: cmp.Or(opts.logCut, walCutAt),
+		waitc: make(chan struct{})}
+	lg.st = newStaged(lg.ov)
+	db.lg = lg
+	replayed, last, err := db.replayLog(recs)
+	if err != nil {
+		w.close()
+		db.lg = nil
+		return err
+	}
+	if replayed > 0 {
+		db.log.Info("write-ahead log replayed", "records", replayed, "last", last)
+	}
+	lg.seq = last
+	lg.logged.Store(last)
+	lg.applied.Store(last)
+	if !opts.Log {
+		db.lg = nil
+		if err := w.close(); err != nil {
+			return err
+		}
+		return os.Remove(walPath)
+	}
+	return nil
+}
+
+// closeLog empties the log once bbolt holds all of it, and closes it; a log
+// with writes bbolt could not apply stays for the next Open to replay.
+func (db *DB) closeLog() error {
+	lg := db.lg
+	if lg == nil {
+		return nil
+	}
+	var err error
+	if lg.applied.Load() == lg.seq {
+		err = lg.wal.truncate(0)
+	} else {
+		db.log.Error("write-ahead log: closing with records the file does not hold; the next Open replays them",
+			"logged", lg.seq, "applied", lg.applied.Load())
+	}
+	if cerr := lg.wal.close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Stats is a snapshot of the file for metrics.
@@ -417,7 +525,8 @@ type Stats struct {
 }
 
 // Stats returns a snapshot of the file. Counting the tasks walks the pages of
-// the tasks bucket, so call it every few seconds, not per request.
+// the tasks bucket, so call it every few seconds, not per request. With the
+// write-ahead log, new tasks the file has not applied yet are not counted.
 func (db *DB) Stats() (Stats, error) {
 	if db.closed.Load() {
 		return Stats{}, store.ErrClosed

@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -31,6 +32,9 @@ const maxCheckErrors = 20
 func (db *DB) Check() error {
 	if db.closed.Load() {
 		return store.ErrClosed
+	}
+	if err := db.flushLog(context.Background()); err != nil {
+		return fmt.Errorf("store: check: %w", err)
 	}
 	// bbolt's check is only safe concurrently with writers in a write tx.
 	tx, err := db.bolt.Begin(true)

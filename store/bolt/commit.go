@@ -45,13 +45,18 @@ func (db *DB) Commit(ctx context.Context, changes ...store.Change) error {
 		}
 		ws[i] = w
 	}
-	err := db.submit(ctx, len(changes), func(tx *bbolt.Tx) (func() error, error) {
-		p, err := planCommit(tx, changes, ws, &db.later)
-		if err != nil {
-			return nil, err
-		}
-		return func() error { return p.apply(&db.later) }, nil
-	})
+	var err error
+	if db.lg != nil {
+		err = db.logCommit(ctx, changes, ws)
+	} else {
+		err = db.submit(ctx, len(changes), func(tx *bbolt.Tx) (func() error, error) {
+			p, err := planCommit(tx, changes, ws, &db.later, nil)
+			if err != nil {
+				return nil, err
+			}
+			return func() error { return p.apply(&db.later) }, nil
+		})
+	}
 	if err != nil {
 		return err
 	}
@@ -174,15 +179,21 @@ type planner struct {
 	ids    map[uuid.UUID]bool
 	refs   map[string]*store.Task // ref key -> new task claiming it
 	tokens map[string]uuid.UUID   // token -> claiming task, uuid.Nil when released
+	// st, for the logger, holds the writes logged (or staged) but not in
+	// tx yet, which take precedence over tx.
+	st *staged
 }
 
 // planCommit checks changes, encoded as ws by encodeChange, against tx and
-// returns their plan, or the first change's error.
-func planCommit(tx *bbolt.Tx, changes []store.Change, ws []write, later *deferred) (*plan, error) {
+// returns their plan, or the first change's error. With st (the logger's),
+// it checks them against the overlay and the batch's staged writes over tx,
+// a read transaction, and leaves the counters to the writer.
+func planCommit(tx *bbolt.Tx, changes []store.Change, ws []write, later *deferred, st *staged) (*plan, error) {
 	pl := &planner{
 		tx:    tx,
 		later: later,
 		plan:  newPlan(),
+		st:    st,
 	}
 	if len(changes) > 1 {
 		// What one change claims, the next ones of the same request must see.
@@ -193,8 +204,10 @@ func planCommit(tx *bbolt.Tx, changes []store.Change, ws []write, later *deferre
 			return nil, err
 		}
 	}
-	if err := pl.plan.checkCounts(tx, later); err != nil {
-		return nil, err
+	if st == nil {
+		if err := pl.plan.checkCounts(tx, later); err != nil {
+			return nil, err
+		}
 	}
 	return pl.plan, nil
 }
@@ -237,7 +250,16 @@ func (pl *planner) change(c store.Change, w write) error {
 // decoded, when it is the same: its fields (names, ref, token, marks) are
 // then n's.
 func (pl *planner) stored(n *store.Task, body []byte) (old *store.Task, same bool, err error) {
-	v, _ := pl.later.get(curTasks, n.ID[:])
+	var v, stored []byte
+	var e *ovTask
+	if pl.st != nil {
+		e = pl.st.task(n.ID)
+	}
+	if e != nil {
+		v, stored = e.state, e.body
+	} else {
+		v, _ = pl.later.get(curTasks, n.ID[:])
+	}
 	switch {
 	case v == nil:
 		return nil, false, nil
@@ -247,7 +269,9 @@ func (pl *planner) stored(n *store.Task, body []byte) (old *store.Task, same boo
 		if old, err = decodeState(n.ID, v); err != nil {
 			break
 		}
-		stored, _ := pl.later.get(curBodies, n.ID[:])
+		if e == nil {
+			stored, _ = pl.later.get(curBodies, n.ID[:])
+		}
 		if same = bytes.Equal(stored, body); same {
 			old.Process, old.Version, old.Ref, old.InputHash, old.Token, old.Created, old.Marks =
 				n.Process, n.Version, n.Ref, n.InputHash, n.Token, n.Created, n.Marks
@@ -259,6 +283,15 @@ func (pl *planner) stored(n *store.Task, body []byte) (old *store.Task, same boo
 		return nil, false, internal("store: task %s: decode: %v", n.ID, err)
 	}
 	return old, false, nil
+}
+
+// logged returns the logged (or staged) write of the task an index entry's
+// value names, nil when there is none or no overlay.
+func (pl *planner) logged(v []byte) *ovTask {
+	if pl.st == nil || len(v) != len(uuid.UUID{}) {
+		return nil
+	}
+	return pl.st.task(idAt(v))
 }
 
 // validateTask checks what the indexes need of a record.
@@ -300,8 +333,23 @@ func (pl *planner) checkRef(old, n *store.Task) error {
 	if t, ok := pl.refs[string(k)]; ok {
 		return &store.RefTakenError{Existing: t.Clone()}
 	}
+	if pl.st != nil {
+		if id, ok := pl.st.ref(string(k)); ok {
+			t, err := pl.st.task(id).task(id)
+			if err != nil {
+				return err
+			}
+			return &store.RefTakenError{Existing: t}
+		}
+	}
 	if v := pl.tx.Bucket(bucketRefs).Get(k); v != nil {
-		t, err := loadIndexed(pl.tx, "refs", v)
+		var t *store.Task
+		var err error
+		if e := pl.logged(v); e != nil {
+			t, err = e.task(idAt(v))
+		} else {
+			t, err = loadIndexed(pl.tx, "refs", v)
+		}
 		if err != nil {
 			return err
 		}
@@ -326,9 +374,15 @@ func (pl *planner) claimToken(old, n *store.Task) error {
 		return nil
 	}
 	holder, seen := pl.tokens[n.Token]
+	if !seen && pl.st != nil {
+		holder, seen = pl.st.token(n.Token)
+	}
 	if !seen {
 		if v := pl.tx.Bucket(bucketTokens).Get([]byte(n.Token)); v != nil {
 			holder = idAt(v)
+			if e := pl.logged(v); e != nil && e.token != n.Token {
+				holder = uuid.Nil // a logged write released it
+			}
 		}
 	}
 	if holder != uuid.Nil && holder != n.ID {

@@ -23,6 +23,15 @@ func (db *DB) Purge(ctx context.Context, t time.Time, limit int) (int, error) {
 	if limit <= 0 {
 		limit = defaultLimit
 	}
+	if db.lg != nil {
+		// A purge must not race a logged commit of a task it deletes: keep
+		// the logger still, and let bbolt catch up first.
+		db.lg.gate.Lock()
+		defer db.lg.gate.Unlock()
+		if err := db.flushLog(ctx); err != nil {
+			return 0, err
+		}
+	}
 	var n int
 	err := db.submit(ctx, 1, func(tx *bbolt.Tx) (func() error, error) {
 		p, err := planPurge(tx, t, limit)

@@ -2,8 +2,10 @@ package bolt
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/hex"
+	"math"
 	"slices"
 	"sort"
 	"time"
@@ -34,6 +36,12 @@ func (db *DB) view(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 
 // Task returns the task with id, or store.ErrNotFound.
 func (db *DB) Task(ctx context.Context, id uuid.UUID) (*store.Task, error) {
+	if ov := db.overlay(); ov != nil {
+		defer ov.mu.RUnlock()
+		if e := ov.tasks[id]; e != nil {
+			return e.task(id)
+		}
+	}
 	var t *store.Task
 	err := db.view(ctx, func(tx *bbolt.Tx) error {
 		var err error
@@ -58,10 +66,24 @@ func (db *DB) Tasks(ctx context.Context, ids []uuid.UUID) ([]*store.Task, error)
 	}
 	slices.SortFunc(order, func(a, b int) int { return bytes.Compare(ids[a][:], ids[b][:]) })
 	ts := make([]*store.Task, len(ids))
+	ov := db.overlay()
+	if ov != nil {
+		defer ov.mu.RUnlock()
+	}
 	err := db.view(ctx, func(tx *bbolt.Tx) error {
 		tasks, bodies := tx.Bucket(bucketTasks).Cursor(), tx.Bucket(bucketBodies).Cursor()
 		for _, i := range order {
 			id := ids[i]
+			if ov != nil {
+				if e := ov.tasks[id]; e != nil {
+					t, err := e.task(id)
+					if err != nil {
+						return err
+					}
+					ts[i] = t
+					continue
+				}
+			}
 			k, v := tasks.Seek(id[:])
 			if !bytes.Equal(k, id[:]) {
 				continue
@@ -106,11 +128,32 @@ func (db *DB) taskBy(ctx context.Context, index string, bucket, key []byte, ok b
 	if !ok {
 		return nil, store.ErrNotFound
 	}
+	ov := db.overlay()
+	if ov != nil {
+		defer ov.mu.RUnlock()
+		m := ov.refs
+		if index == "tokens" {
+			m = ov.tokens
+		}
+		if id, ok := m[string(key)]; ok {
+			return ov.tasks[id].task(id)
+		}
+	}
 	var t *store.Task
 	err := db.view(ctx, func(tx *bbolt.Tx) error {
 		v := tx.Bucket(bucket).Get(key)
 		if v == nil {
 			return store.ErrNotFound
+		}
+		if ov != nil && len(v) == len(uuid.UUID{}) {
+			if e := ov.tasks[idAt(v)]; e != nil {
+				if index == "tokens" && e.token != string(key) {
+					return store.ErrNotFound // a logged write released it
+				}
+				var err error
+				t, err = e.task(idAt(v))
+				return err
+			}
 		}
 		var err error
 		t, err = loadIndexed(tx, index, v)
@@ -119,18 +162,64 @@ func (db *DB) taskBy(ctx context.Context, index string, bucket, key []byte, ok b
 	return t, err
 }
 
-// History returns the task's history in order, or store.ErrNotFound.
+// overlay returns the write-ahead log's overlay read-locked, or nil without
+// a log. The caller reads it, opens its bbolt transaction (if any) and then
+// releases the lock (see overlay).
+func (db *DB) overlay() *overlay {
+	if db.lg == nil {
+		return nil
+	}
+	db.lg.ov.mu.RLock()
+	return db.lg.ov
+}
+
+// logged reports whether the task id has a write the write-ahead log holds
+// and bbolt does not yet.
+func (db *DB) logged(id uuid.UUID) bool {
+	ov := db.overlay()
+	if ov == nil {
+		return false
+	}
+	defer ov.mu.RUnlock()
+	return ov.tasks[id] != nil
+}
+
+// History returns the task's history in order, or store.ErrNotFound. With
+// the write-ahead log, the entries bbolt has not applied yet come from the
+// writes waiting for it.
 func (db *DB) History(ctx context.Context, id uuid.UUID) ([]store.HistoryEntry, error) {
+	var logged [][]byte
+	ov := db.overlay()
+	if ov != nil {
+		defer ov.mu.RUnlock()
+		if ov.tasks[id] != nil {
+			// Read before bbolt: an entry the writer applies meanwhile is
+			// then in both, and skipped below by its Seq.
+			logged = db.lg.pendingHistory(id)
+		}
+	}
 	var hs []store.HistoryEntry
 	err := db.view(ctx, func(tx *bbolt.Tx) error {
-		if tx.Bucket(bucketTasks).Get(id[:]) == nil {
+		if tx.Bucket(bucketTasks).Get(id[:]) == nil && (ov == nil || ov.tasks[id] == nil) {
 			return store.ErrNotFound
 		}
 		var err error
 		hs, err = readHistory(tx, id)
 		return err
 	})
-	return hs, err
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range logged {
+		h, err := decodeHistory(b)
+		if err != nil {
+			return nil, internal("store: history of task %s: decode logged entry: %v", id, err)
+		}
+		if h.Seq >= uint32(len(hs)) {
+			hs = append(hs, h)
+		}
+	}
+	return hs, nil
 }
 
 // readHistory decodes the history entries of id in order: those in the
@@ -157,6 +246,9 @@ func readHistory(tx *bbolt.Tx, id uuid.UUID) ([]store.HistoryEntry, error) {
 // and is capped at 1000. A cursor that this DB did not return fails with a
 // conveyor.EInvalid error.
 func (db *DB) List(ctx context.Context, f store.Filter) (store.Page, error) {
+	if err := db.flushLog(ctx); err != nil {
+		return store.Page{}, err
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = defaultPage
@@ -277,6 +369,9 @@ func descend(c *bbolt.Cursor, prefix, after []byte, fn func(k, v []byte) bool) {
 // Total counts arrivals into a final status at the node, including tasks
 // since purged.
 func (db *DB) Counts(ctx context.Context, process string) ([]store.NodeCount, error) {
+	if err := db.flushLog(ctx); err != nil {
+		return nil, err
+	}
 	var prefix []byte
 	if process != "" {
 		prefix = append([]byte(process), 0)
@@ -327,34 +422,77 @@ func (db *DB) Due(ctx context.Context, t time.Time, limit int) ([]store.Timer, e
 	if limit <= 0 {
 		limit = defaultLimit
 	}
-	until := nanos(t)
+	return db.due(ctx, nanos(t), limit)
+}
+
+// due returns up to limit timers due at or before until (in nanos): those of
+// the timers index, less the tasks whose logged write decides instead, and
+// those of the logged writes.
+func (db *DB) due(ctx context.Context, until uint64, limit int) ([]store.Timer, error) {
+	ov := db.overlay()
+	if ov != nil {
+		defer ov.mu.RUnlock()
+	}
 	var due []store.Timer
 	err := db.view(ctx, func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketTimers).Cursor()
-		for k, _ := c.First(); k != nil && keyNanos(k) <= until && len(due) < limit; k, _ = c.Next() {
-			due = append(due, store.Timer{TaskID: idAt(k), At: keyTime(k)})
+		if ov == nil {
+			for k, _ := c.First(); k != nil && keyNanos(k) <= until && len(due) < limit; k, _ = c.Next() {
+				due = append(due, store.Timer{TaskID: idAt(k), At: keyTime(k)})
+			}
+			return nil
+		}
+		k, _ := c.First()
+		if floor := ov.dueFloor(); floor != nil {
+			k, _ = c.Seek(floor)
+		}
+		shadowed := true // so far, every entry is a logged task's
+		for ; k != nil && keyNanos(k) <= until && len(due) < limit; k, _ = c.Next() {
+			id := idAt(k)
+			if ov.tasks[id] != nil {
+				continue
+			}
+			if shadowed {
+				ov.raiseFloor(k)
+				shadowed = false
+			}
+			due = append(due, store.Timer{TaskID: id, At: keyTime(k)})
+		}
+		if shadowed && k != nil {
+			ov.raiseFloor(k)
 		}
 		return nil
 	})
-	return due, err
+	if err != nil || ov == nil || ov.timers == 0 {
+		return due, err
+	}
+	for _, t := range ov.dueTimers(until, limit) {
+		due = append(due, store.Timer{TaskID: t.id, At: time.Unix(0, int64(t.at)).UTC()})
+	}
+	slices.SortFunc(due, func(a, b store.Timer) int {
+		if c := cmp.Compare(nanos(a.At), nanos(b.At)); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.TaskID[:], b.TaskID[:])
+	})
+	return due[:min(len(due), limit)], nil
 }
 
 // NextDue returns the earliest timer, or false when there is none.
 func (db *DB) NextDue(ctx context.Context) (time.Time, bool, error) {
-	var at time.Time
-	var ok bool
-	err := db.view(ctx, func(tx *bbolt.Tx) error {
-		if k, _ := tx.Bucket(bucketTimers).Cursor().First(); k != nil {
-			at, ok = keyTime(k), true
-		}
-		return nil
-	})
-	return at, ok, err
+	due, err := db.due(ctx, math.MaxUint64, 1)
+	if err != nil || len(due) == 0 {
+		return time.Time{}, false, err
+	}
+	return due[0].At, true, nil
 }
 
 // Runnable returns up to limit (default 100 for limit <= 0) ids of active
 // tasks after the id after, in id order.
 func (db *DB) Runnable(ctx context.Context, after uuid.UUID, limit int) ([]uuid.UUID, error) {
+	if err := db.flushLog(ctx); err != nil {
+		return nil, err
+	}
 	if limit <= 0 {
 		limit = defaultLimit
 	}

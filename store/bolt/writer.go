@@ -23,6 +23,10 @@ type request struct {
 	// caller abandons it (its ctx ended first).
 	state atomic.Int32
 	done  chan error // buffered: the writer never blocks on an answer
+	// changes and ws are a Commit's, for the logger (Options.Log); prepare
+	// is nil then.
+	changes []store.Change
+	ws      []write
 }
 
 // prepareFunc validates a request against tx, which already holds the
@@ -56,9 +60,14 @@ func (db *DB) submit(ctx context.Context, size int, prepare prepareFunc) error {
 		return err
 	}
 	req := &request{ctx: ctx, size: size, prepare: prepare, done: make(chan error, 1)}
-	if err := db.enqueue(req); err != nil {
+	if err := db.enqueueTo(db.reqs, req); err != nil {
 		return err
 	}
+	return db.await(ctx, req)
+}
+
+// await waits for the answer to a queued request; see submit.
+func (db *DB) await(ctx context.Context, req *request) error {
 	select {
 	case err := <-req.done:
 		return err
@@ -70,33 +79,53 @@ func (db *DB) submit(ctx context.Context, size int, prepare prepareFunc) error {
 	}
 }
 
-// enqueue hands req to the writer unless the DB is closed.
-func (db *DB) enqueue(req *request) error {
+// enqueueTo hands req to the writer (or the logger) unless the DB is closed.
+func (db *DB) enqueueTo(reqs chan *request, req *request) error {
 	db.mu.RLock()
 	defer db.mu.RUnlock()
 	if db.closed.Load() {
 		return store.ErrClosed
 	}
 	select {
-	case db.reqs <- req:
+	case reqs <- req:
 		return nil
 	case <-req.ctx.Done():
 		return req.ctx.Err()
 	}
 }
 
-// write is the writer goroutine. After Close it commits what is queued and
-// exits.
+// write is the writer goroutine. After Close it commits what is queued,
+// applies what the write-ahead log holds, and exits.
 //
 // While the history backlog holds entries, a writer that has had no request
 // for backlogIdle moves a chunk of them into history (backlog.go); a request
 // that arrives meanwhile waits for at most that one chunk.
+//
+// With the write-ahead log (Options.Log), the writer also applies logged
+// records to bbolt, when logState.applyWait says so.
 func (db *DB) write() {
 	defer close(db.exited)
 	idle := time.NewTimer(time.Hour)
 	idle.Stop()
+	applyTimer := time.NewTimer(time.Hour)
+	applyTimer.Stop()
+	var kick chan struct{}
+	if db.lg != nil {
+		kick = db.lg.kick
+	}
 	pause := db.backlogIdle
 	for {
+		var applyAfter <-chan time.Time
+		if db.lg != nil {
+			if wait, ok := db.lg.applyWait(false); ok {
+				if wait <= 0 {
+					db.applyLogged()
+					continue
+				}
+				applyTimer.Reset(wait)
+				applyAfter = applyTimer.C
+			}
+		}
 		var moveAfter <-chan time.Time
 		if db.backlog > 0 {
 			idle.Reset(pause)
@@ -106,6 +135,8 @@ func (db *DB) write() {
 		case req := <-db.reqs:
 			idle.Stop()
 			db.commit(db.collect(req))
+		case <-kick:
+		case <-applyAfter:
 		case <-moveAfter:
 			pause = db.move(pause)
 		case <-db.quit:
@@ -113,11 +144,20 @@ func (db *DB) write() {
 				select {
 				case req := <-db.reqs:
 					db.commit(db.collect(req))
+					continue
 				default:
+				}
+				if db.lg == nil {
 					return
 				}
+				wait, ok := db.lg.applyWait(true)
+				if !ok || wait > 0 {
+					return // nothing left, or the disk refuses: Open replays the log
+				}
+				db.applyLogged()
 			}
 		}
+		applyTimer.Stop()
 	}
 }
 
@@ -154,11 +194,14 @@ func observed(start time.Time, stats bbolt.TxStats) GroupCommit {
 
 // collect returns first and the requests already queued behind it, until the
 // batch holds MaxBatch changes. It never waits.
-func (db *DB) collect(first *request) []*request {
+func (db *DB) collect(first *request) []*request { return db.collectFrom(db.reqs, first) }
+
+// collectFrom is collect on the queue reqs.
+func (db *DB) collectFrom(reqs chan *request, first *request) []*request {
 	batch := []*request{first}
 	for n := first.size; n < db.max; {
 		select {
-		case req := <-db.reqs:
+		case req := <-reqs:
 			batch = append(batch, req)
 			n += req.size
 		default:

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -35,6 +37,7 @@ const (
 	envChild    = "CONVEYOR_CRASH_CHILD"
 	envDB       = "CONVEYOR_CRASH_DB"
 	envProvider = "CONVEYOR_CRASH_PROVIDER"
+	envWAL      = "CONVEYOR_CRASH_WAL" // "1": the store has the write-ahead log
 	cycles      = 8
 	taskData    = `{"amount": "10.00", "card": "4242424242424242", "cvv": "123"}`
 )
@@ -54,7 +57,8 @@ func child() {
 	l := &processes.Loader{Kinds: nodes.Kinds()}
 	defs, err := l.LoadFiles([]string{"testdata/crash.yaml"})
 	must(err)
-	st, err := bolt.Open(os.Getenv(envDB), bolt.Options{Timeout: 5 * time.Second})
+	st, err := bolt.Open(os.Getenv(envDB), bolt.Options{Timeout: 5 * time.Second, Log: os.Getenv(envWAL) == "1",
+		Logger: slog.New(slog.NewTextHandler(os.Stdout, nil))}) // "write-ahead log replayed" tells the parent
 	must(err)
 	key := []byte("0123456789abcdef0123456789abcdef")
 	eng, err := engine.New(context.Background(), engine.Config{Store: st, Definitions: defs, Loader: l, Key: key,
@@ -123,16 +127,21 @@ func (p *provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // run is one life of the child.
 type run struct {
-	cmd  *exec.Cmd
-	base string
-	acks chan [2]string
-	done chan struct{}
+	// replayed: the child's store replayed logged commits when it opened.
+	replayed atomic.Bool
+	cmd      *exec.Cmd
+	base     string
+	acks     chan [2]string
+	done     chan struct{}
 }
 
-func start(t *testing.T, db, providerURL string) *run {
+func start(t *testing.T, db, providerURL string, wal bool) *run {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envChild+"=1", envDB+"="+db, envProvider+"="+providerURL)
+	if wal {
+		cmd.Env = append(cmd.Env, envWAL+"=1")
+	}
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -153,6 +162,8 @@ func start(t *testing.T, db, providerURL string) *run {
 				ready <- f[1]
 			case len(f) == 3 && f[0] == "ack":
 				r.acks <- [2]string{f[1], f[2]}
+			case strings.Contains(sc.Text(), "write-ahead log replayed"):
+				r.replayed.Store(true)
 			}
 		}
 	}()
@@ -219,6 +230,16 @@ func TestEngine_survivesSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the crash test runs the engine in a child process many times; skipped with -short")
 	}
+	t.Run("bolt", func(t *testing.T) { t.Parallel(); survivesSIGKILL(t, false) })
+	// With the write-ahead log, a kill leaves acknowledged commits that only
+	// the log holds; verify opens the file without the log option, which
+	// replays it.
+	t.Run("bolt_with_write-ahead_log", func(t *testing.T) { t.Parallel(); survivesSIGKILL(t, true) })
+}
+
+// survivesSIGKILL is TestEngine_survivesSIGKILL on a store with or without
+// the write-ahead log.
+func survivesSIGKILL(t *testing.T, wal bool) {
 	db := filepath.Join(t.TempDir(), "crash.db")
 	prov := &provider{keys: map[string]map[string]bool{}}
 	ps := httptest.NewServer(prov)
@@ -233,8 +254,12 @@ func TestEngine_survivesSIGKILL(t *testing.T) {
 		seq++
 		return fmt.Sprintf("r%05d", seq)
 	}
+	replays := 0
 	for i := range cycles {
-		r := start(t, db, ps.URL)
+		r := start(t, db, ps.URL, wal)
+		if r.replayed.Load() {
+			replays++
+		}
 		stop := make(chan struct{})
 		loaded := make(chan struct{})
 		go func() { load(r, next, stop); close(loaded) }()
@@ -250,7 +275,14 @@ func TestEngine_survivesSIGKILL(t *testing.T) {
 	}
 
 	// A last life with no kill: deliver every callback and let everything finish.
-	r := start(t, db, ps.URL)
+	r := start(t, db, ps.URL, wal)
+	if r.replayed.Load() {
+		replays++
+	}
+	t.Logf("%d of %d starts replayed logged commits", replays, cycles+1)
+	if wal && replays == 0 {
+		t.Error("no restart replayed logged commits: the kills never caught the log ahead of the file, so the log's recovery went untested")
+	}
 	client := &http.Client{Timeout: 3 * time.Second}
 	for ref := range acked {
 		if got := callback(client, r.base, ref, 100); got != engine.CallbackAccepted && got != engine.CallbackDuplicate {

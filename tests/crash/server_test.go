@@ -37,6 +37,13 @@ func TestServer_survivesSIGKILL(t *testing.T) {
 		t.Skip("runs the server binary many times; skipped with -short")
 	}
 	bin := buildBinary(t)
+	t.Run("bolt_with_write-ahead_log", func(t *testing.T) { t.Parallel(); serverSurvivesSIGKILL(t, bin) }) // serve's default
+	t.Run("bolt_without_write-ahead_log", func(t *testing.T) { t.Parallel(); serverSurvivesSIGKILL(t, bin, "--wal=false") })
+}
+
+// serverSurvivesSIGKILL is TestServer_survivesSIGKILL with serve's extra
+// flags.
+func serverSurvivesSIGKILL(t *testing.T, bin string, flags ...string) {
 	lp := startProc(t, bin, "conveyor: liqpay sandbox listening on ", nil, "sandbox", "liqpay", "--addr", "127.0.0.1:0")
 	vs := startProc(t, bin, "conveyor: via sandbox listening on ", nil, "sandbox", "via", "--addr", "127.0.0.1:0")
 	db := filepath.Join(t.TempDir(), "conveyor.db")
@@ -47,7 +54,7 @@ func TestServer_survivesSIGKILL(t *testing.T) {
 		"CONVEYOR_SECRET_VIA_CLIENT_ID=" + via.DefaultClientID, "CONVEYOR_SECRET_VIA_CLIENT_SECRET=" + via.DefaultClientSecret,
 	}
 	serve := func() *proc {
-		return startProc(t, bin, "conveyor: listening on ", env, "serve", "--addr", addr, "--db", db, "--log-level", "error")
+		return startProc(t, bin, "conveyor: listening on ", env, append([]string{"serve", "--addr", addr, "--db", db, "--log-level", "error"}, flags...)...)
 	}
 	c := client.New("http://"+addr, "", &http.Client{Timeout: 5 * time.Second})
 

@@ -328,10 +328,13 @@ func TestSeedHold(t *testing.T) {
 	if resp, err := (&http.Client{Transport: rec}).Get(srv.url + "/metrics"); err == nil {
 		resp.Body.Close()
 	}
+	// The write-ahead log holds the commits while the server runs (it is
+	// emptied at shutdown), the sealed card data among them.
+	wal := read(t, db+".wal")
 	srv.stop(t)
 	dropSrv.stop(t)
 	t.Run("no card data or secret anywhere", func(t *testing.T) {
-		scan := map[string][]byte{"database": read(t, db), "database (timeout server)": read(t, dropDB),
+		scan := map[string][]byte{"database": read(t, db), "database (timeout server)": read(t, dropDB), "write-ahead log": wal,
 			"server log": []byte(srv.logText()), "server log (timeout server)": []byte(dropSrv.logText())}
 		rec.mu.Lock()
 		scan["responses"] = bytes.Join(rec.bodies, []byte("\n"))
@@ -351,7 +354,7 @@ func TestSeedHold(t *testing.T) {
 				}
 			}
 		}
-		if len(scan["responses"]) == 0 || len(scan["database"]) == 0 {
+		if len(scan["responses"]) == 0 || len(scan["database"]) == 0 || len(scan["write-ahead log"]) == 0 {
 			t.Error("nothing was scanned")
 		}
 	})
