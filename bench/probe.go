@@ -146,22 +146,32 @@ type groupStats struct {
 	took, write               time.Duration
 	moves                     int           // moves of the history backlog
 	moveTook                  time.Duration // per move
+	// logged: the groups were answered by the write-ahead log, each one
+	// record appended and synced; applies, applied and applyTook are the
+	// writer's transactions that applied the log to the file meanwhile.
+	logged    bool
+	applies   int
+	applied   int
+	applyTook time.Duration
 }
 
 func (p *probe) groupsBetween(from, to time.Time) (groupStats, bool) {
 	p.groupMu.Lock()
 	defer p.groupMu.Unlock()
-	var n, requests, pages, moves int
-	var took, write, moveTook time.Duration
+	var n, requests, pages, moves, applies, applied int
+	var took, write, moveTook, applyTook time.Duration
+	logged := false
 	for _, g := range p.groups {
 		switch {
 		case !g.end.After(from) || g.end.After(to):
 		case g.Applied > 0: // bbolt catching up with the write-ahead log: no commit answered
+			applies, applied, applyTook = applies+1, applied+g.Applied, applyTook+g.Took
 		case g.Requests == 0:
 			moves, moveTook = moves+1, moveTook+g.Took
 		default:
 			n, requests, pages = n+1, requests+g.Requests, pages+g.Pages
 			took, write = took+g.Took, write+g.Write
+			logged = logged || g.Logged
 		}
 	}
 	span := to.Sub(from).Seconds()
@@ -170,7 +180,8 @@ func (p *probe) groupsBetween(from, to time.Time) (groupStats, bool) {
 	}
 	g := groupStats{perSecond: float64(n) / span, requests: float64(requests) / float64(n),
 		busy: (took + moveTook).Seconds() / span, pages: float64(pages) / float64(n),
-		took: took / time.Duration(n), write: write / time.Duration(n), moves: moves}
+		took: took / time.Duration(n), write: write / time.Duration(n), moves: moves,
+		logged: logged, applies: applies, applied: applied, applyTook: applyTook}
 	if moves > 0 {
 		g.moveTook = moveTook / time.Duration(moves)
 	}
@@ -178,6 +189,17 @@ func (p *probe) groupsBetween(from, to time.Time) (groupStats, bool) {
 }
 
 func (g groupStats) String() string {
+	if g.logged {
+		s := fmt.Sprintf("the store's logger ran %.0f group commits/s of %.1f commits each, %.2f ms per group, "+
+			"of which %.2f ms appending its record to the write-ahead log and syncing it, busy %.0f %% of the time",
+			g.perSecond, g.requests, ms(g.took), ms(g.write), 100*g.perSecond*g.took.Seconds())
+		if g.applies > 0 {
+			s += fmt.Sprintf("; the writer applied %d logged writes to the file in %d transactions (%.0f ms in all)", g.applied, g.applies, ms(g.applyTook))
+		} else {
+			s += "; the file applied none of it meanwhile"
+		}
+		return s
+	}
 	s := fmt.Sprintf("the store's writer ran %.0f group commits/s of %.1f commits each, %.2f ms per transaction, "+
 		"of which %.2f ms writing %.0f pages (%.1f per commit) and syncing them, in a transaction %.0f %% of the time",
 		g.perSecond, g.requests, ms(g.took), ms(g.write), g.pages, g.pages/g.requests, 100*g.busy)

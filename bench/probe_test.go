@@ -44,4 +44,17 @@ func TestProbe_groupsBetween(t *testing.T) {
 	if got := g.String(); !strings.HasSuffix(got, " (history backlog moves: 1, 10.00 ms each)") {
 		t.Errorf("note with a move: %s", got)
 	}
+
+	// With the write-ahead log a group commit is one record appended and
+	// synced; the writer's applies answer nobody and are told apart.
+	p = newProbe()
+	p.storeCommit(bolt.GroupCommit{Requests: 40, Took: 2 * time.Millisecond, Write: time.Millisecond, Logged: true})
+	p.storeCommit(bolt.GroupCommit{Requests: 20, Took: 2 * time.Millisecond, Write: time.Millisecond, Logged: true})
+	p.storeCommit(bolt.GroupCommit{Applied: 60, Took: 30 * time.Millisecond, Pages: 70})
+	g, _ = p.groupsBetween(from, to)
+	want = "the store's logger ran 20 group commits/s of 30.0 commits each, 2.00 ms per group, of which 1.00 ms appending its record " +
+		"to the write-ahead log and syncing it, busy 4 % of the time; the writer applied 60 logged writes to the file in 1 transactions (30 ms in all)"
+	if got := g.String(); got != want {
+		t.Errorf("note with the log:\n got %s\nwant %s", got, want)
+	}
 }
