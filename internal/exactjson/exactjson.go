@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -28,15 +29,32 @@ const maxJSONDepth = 1000
 // characters or invalid UTF-8, nesting deeper than maxJSONDepth): decode it
 // with encoding/json then.
 func Decode(b []byte) (v any, ok bool) {
-	var stack [32]member
-	r := jsonReader{s: string(b), kvs: stack[:0]} // one copy of b: every string read shares it
+	kvs := stacks.Get().(*[]member)
+	r := jsonReader{s: string(b), kvs: (*kvs)[:0]} // one copy of b: every string read shares it
 	v, ok = r.value()
+	if cap(r.kvs) <= maxPooledStack {
+		clear(r.kvs) // drop the references a failed read left (object clears its own)
+		*kvs = r.kvs[:0]
+		stacks.Put(kvs)
+	}
 	if !ok {
 		return nil, false
 	}
 	r.space()
 	return v, r.i == len(r.s)
 }
+
+// stacks pools the member stacks of Decode: the stack escapes to the heap
+// (the reader's methods take it by pointer), and a fresh one for each
+// decode was most of what decoding a task's data allocated (1 KiB).
+var stacks = sync.Pool{New: func() any {
+	s := make([]member, 0, 32)
+	return &s
+}}
+
+// maxPooledStack bounds the stacks that go back to the pool, so that one
+// huge object does not keep its stack alive there.
+const maxPooledStack = 1024
 
 // jsonReader is Decode's state. kvs is a stack of the members of the
 // objects being read, so that each map is made at its final size.
