@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -111,7 +112,19 @@ func startService(ctx context.Context, cfg serviceConfig) (_ *service, err error
 	}
 	apiCfg := api.Config{Token: cfg.Token, Logger: cfg.Log, Registry: prometheus.NewRegistry()}
 	metrics := api.NewMetrics(apiCfg.Registry)
-	st, key, err := openData(ctx, cfg, func(g bolt.GroupCommit) { metrics.GroupCommit(g.Requests, g.Took, g.Write, g.Pages, g.Backlog) })
+	// With the write-ahead log the logger's groups (answered commits) and
+	// the writer's transactions (its applies of the log, the backlog's
+	// moves) are observed from two goroutines; only the writer knows the
+	// history backlog, so a logged group reports the writer's last count.
+	var backlog atomic.Int64
+	st, key, err := openData(ctx, cfg, func(g bolt.GroupCommit) {
+		if g.Logged {
+			g.Backlog = int(backlog.Load())
+		} else {
+			backlog.Store(int64(g.Backlog))
+		}
+		metrics.GroupCommit(g.Requests, g.Took, g.Write, g.Pages, g.Backlog)
+	})
 	if err != nil {
 		return nil, err
 	}
