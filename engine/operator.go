@@ -85,13 +85,13 @@ func (e *Engine) Edit(ctx context.Context, id uuid.UUID, patch map[string]any, a
 		for k, v := range patch {
 			keys = append(keys, k)
 			if v == nil {
-				delete(s.data, k)
+				delete(s.fields(), k)
 			} else {
-				s.data[k] = v
+				s.fields()[k] = v
 			}
 		}
 		slices.Sort(keys)
-		e.seal.sealFields(s.t.ID, s.def.Input, s.data)
+		e.seal.sealFields(s.t.ID, s.def.Input, s.fields())
 		s.dropEnv() // the edits and the sealing above bypass touch
 		return e.reenter(s, s.t.Error.Node, "operator_edit", a, "changed "+strings.Join(keys, ", "))
 	})
@@ -144,5 +144,5 @@ func (e *Engine) operate(ctx context.Context, id uuid.UUID, do func(s *state) er
 		return nil, fmt.Errorf("commit operator action: %w", err)
 	}
 	e.after(s)
-	return e.view(s.t, s.data, s.def, nil), nil
+	return e.view(s.t, s.fields(), s.def, nil), nil
 }

@@ -180,7 +180,7 @@ func (e *Engine) step(s *state, n *processes.Node) {
 // drops that environment; a top-level write only replaces its own field.
 func (s *state) applyWrites(ws []nodes.Write) {
 	for _, w := range ws {
-		nodes.SetPath(s.data, w.Path, w.Value)
+		nodes.SetPath(s.fields(), w.Path, w.Value)
 		if len(w.Path) > 1 {
 			s.dropEnv()
 		} else {

@@ -49,9 +49,16 @@ type state struct {
 	loaded store.Task
 	rev    uint64
 	def    *processes.Definition
-	data   map[string]any
-	hist   []store.HistoryEntry
-	now    time.Time
+	// data is the task's data, decoded; nil until fields first needs it when
+	// the state was made by lazyStateOf, which leaves raw (the stored bytes)
+	// to decode. Read and change it through fields, setField and
+	// deleteField only.
+	data map[string]any
+	raw  []byte
+	// dataErr is raw's decoding failure, which fails the event's commit.
+	dataErr error
+	hist    []store.HistoryEntry
+	now     time.Time
 	// call is set when the task must make an outbound call after the commit.
 	call bool
 	// changed is set when data may differ from t.Data, the task's encoded
@@ -112,20 +119,59 @@ func (s *state) touch(k string) {
 	}
 }
 
+// fields returns the task's data, decoding the stored bytes on first use:
+// a timeout that moves a task to a node that reads nothing never decodes
+// them (lazyStateOf). Stored bytes that do not decode leave empty data and
+// fail the event's commit.
+func (s *state) fields() map[string]any {
+	if s.data == nil {
+		d, err := decodeData(s.raw)
+		if err != nil {
+			d, s.dataErr = map[string]any{}, err
+		}
+		s.data = d
+	}
+	return s.data
+}
+
 // setField sets a top-level data field.
 func (s *state) setField(k string, v any) {
-	s.data[k] = v
+	s.fields()[k] = v
 	s.touch(k)
 }
 
 // deleteField removes a top-level data field; deleting one the data does
-// not hold changes nothing (every move clears the error fields).
+// not hold changes nothing (every move clears the error fields). Data not
+// decoded yet whose bytes do not hold k as a string holds no such field,
+// and stays undecoded.
 func (s *state) deleteField(k string) {
-	if _, ok := s.data[k]; !ok {
+	if s.data == nil && !mentions(s.raw, k) {
 		return
 	}
-	delete(s.data, k)
+	d := s.fields()
+	if _, ok := d[k]; !ok {
+		return
+	}
+	delete(d, k)
 	s.touch(k)
+}
+
+// mentions reports whether the JSON raw holds the string "k" anywhere (as
+// a key or a value). The engine's stored data is always its own encoding,
+// which writes a key of letters, digits and '_' as it is, never escaped: a
+// top-level key k that raw does not mention is not there.
+func mentions(raw []byte, k string) bool {
+	for i := 0; ; {
+		j := bytes.Index(raw[i:], []byte(k))
+		if j < 0 {
+			return false
+		}
+		at := i + j
+		if at > 0 && raw[at-1] == '"' && at+len(k) < len(raw) && raw[at+len(k)] == '"' {
+			return true
+		}
+		i = at + 1
+	}
 }
 
 // dropEnv forgets the expression environment kept for the event: the next
@@ -150,7 +196,18 @@ func (e *Engine) stateOf(ctx context.Context, t *store.Task) (*state, error) {
 	if err != nil {
 		return nil, fmt.Errorf("task %s: stored data: %w", t.ID, err)
 	}
-	return &state{t: t, loaded: *t, rev: t.Rev, def: def, data: data, now: e.clock.Now()}, nil
+	return &state{t: t, loaded: *t, rev: t.Rev, def: def, data: data, raw: t.Data, now: e.clock.Now()}, nil
+}
+
+// lazyStateOf is stateOf leaving the data to decode when first needed
+// (state.fields): most timeouts move a task without reading its data, and
+// decoding it was a tenth of a timer burst's CPU.
+func (e *Engine) lazyStateOf(ctx context.Context, t *store.Task) (*state, error) {
+	def, err := e.definition(ctx, t.Process, t.Version)
+	if err != nil {
+		return nil, err
+	}
+	return &state{t: t, loaded: *t, rev: t.Rev, def: def, raw: t.Data, now: e.clock.Now()}, nil
 }
 
 // reload reads a task again for an event that follows one of prev's: when
@@ -163,10 +220,10 @@ func (e *Engine) reload(ctx context.Context, id uuid.UUID, prev *state) (*state,
 	if err != nil {
 		return nil, notFound(err, "task %s not found", id)
 	}
-	if prev == nil || t.Rev != prev.rev || t.Process != prev.def.Name || t.Version != prev.def.Version {
+	if prev == nil || prev.dataErr != nil || t.Rev != prev.rev || t.Process != prev.def.Name || t.Version != prev.def.Version {
 		return e.stateOf(ctx, t)
 	}
-	s := &state{t: t, loaded: *t, rev: t.Rev, def: prev.def, data: prev.data, now: e.clock.Now()}
+	s := &state{t: t, loaded: *t, rev: t.Rev, def: prev.def, data: prev.data, raw: t.Data, now: e.clock.Now()}
 	// The task root holds the time of the event; the rest stands.
 	s.x.data, s.x.stale, s.x.env = prev.x.data, prev.x.stale, prev.x.env
 	return s, nil
@@ -215,10 +272,13 @@ func (s *state) record(from, to, event, actor, reason, detail string) {
 // data would pass the size cap is escalated with its previous data instead,
 // so it stays where an operator can act on it.
 func (e *Engine) commit(ctx context.Context, s *state) error {
+	if s.dataErr != nil {
+		return fmt.Errorf("task %s: stored data: %w", s.t.ID, s.dataErr)
+	}
 	data := s.t.Data // unchanged since loaded or last committed
 	var err error
 	if s.changed || s.loaded.ID == uuid.Nil {
-		if data, err = exactjson.Marshal(s.data); err != nil {
+		if data, err = exactjson.Marshal(s.fields()); err != nil {
 			return fmt.Errorf("encode task data: %w", err)
 		}
 	}
@@ -264,10 +324,10 @@ func (e *Engine) rollbackTooLarge(s *state, msg string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.data, s.hist, s.call = data, nil, false
+	s.data, s.raw, s.hist, s.call = data, s.t.Data, nil, false
 	s.dropEnv()
 	e.escalateHere(s, "task_too_large", msg)
-	return exactjson.Marshal(s.data)
+	return exactjson.Marshal(s.fields())
 }
 
 // after does what a commit decided: start the call it owes, wake the timer
@@ -289,13 +349,14 @@ func (e *Engine) after(s *state) {
 func (e *Engine) env(s *state, n *processes.Node) (processes.Env, error) {
 	x := &s.x
 	if x.data == nil {
-		x.data = make(map[string]any, len(s.data))
-		for k, v := range s.data {
+		d := s.fields()
+		x.data = make(map[string]any, len(d))
+		for k, v := range d {
 			x.data[k] = processes.ExprValue(v)
 		}
 	}
 	for _, k := range x.stale {
-		if v, ok := s.data[k]; ok {
+		if v, ok := s.fields()[k]; ok {
 			x.data[k] = processes.ExprValue(v)
 		} else {
 			delete(x.data, k)

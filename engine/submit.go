@@ -68,7 +68,7 @@ func (e *Engine) Submit(ctx context.Context, req SubmitRequest) (*TaskView, bool
 		ID: id, Process: def.Name, Version: def.Version, Ref: req.Ref, Token: newToken(id),
 		InputHash: e.seal.digest(append([]byte(def.Name+"\x00"), canon...)), Created: now,
 	}}
-	e.seal.sealFields(id, def.Input, s.data)
+	e.seal.sealFields(id, def.Input, s.fields())
 	s.record("", def.Start, "submit", actorOr(req.Actor, "api"), "", "")
 	e.enter(s, def.Start, nil)
 	e.advance(s)
@@ -76,7 +76,7 @@ func (e *Engine) Submit(ctx context.Context, req SubmitRequest) (*TaskView, bool
 		return e.submitConflict(ctx, s, err)
 	}
 	e.after(s)
-	return e.view(s.t, s.data, s.def, nil), true, nil
+	return e.view(s.t, s.fields(), s.def, nil), true, nil
 }
 
 // submitConflict turns a taken ref into the earlier task (same input) or a

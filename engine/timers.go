@@ -301,7 +301,7 @@ func (e *Engine) expire(ctx context.Context, id uuid.UUID, read *store.Task) *st
 	var s *state
 	var err error
 	if read != nil {
-		s, err = e.stateOf(ctx, read)
+		s, err = e.lazyStateOf(ctx, read)
 	} else {
 		s, err = e.load(ctx, id)
 	}

@@ -63,7 +63,7 @@ func (e *Engine) viewOf(ctx context.Context, t *store.Task, withHistory bool) (*
 			return nil, err
 		}
 	}
-	return e.view(t, s.data, s.def, hist), nil
+	return e.view(t, s.fields(), s.def, hist), nil
 }
 
 // Task returns a task with its history.
