@@ -199,7 +199,8 @@ func (db *DB) logRecord(batch []*request) (errs []error, err error) {
 		return errs, err
 	}
 	if err := lg.cut(); err != nil {
-		return errs, err
+		// The log stays as it was, one record longer each time: commit.
+		db.log.Warn("write-ahead log: cutting it failed; it grows until a cut succeeds", "bytes", lg.wal.size, "err", err)
 	}
 	st := lg.st
 	st.reset()
@@ -274,7 +275,9 @@ func (db *DB) logRecord(batch []*request) (errs []error, err error) {
 // cut keeps the log's file small: once it passes cutAt it is emptied when
 // bbolt holds everything in it, and otherwise rewritten with only the
 // records bbolt lacks, once those are less than half of it (so that each
-// byte is rewritten at most once on average). Only the logger calls it.
+// byte is rewritten at most once on average). Only the logger calls it. On
+// failure the log in use is whole (see rewrite), and the next batch tries
+// again.
 func (lg *logState) cut() error {
 	if lg.wal.size <= int64(lg.cutAt) {
 		return nil

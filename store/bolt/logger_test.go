@@ -409,3 +409,45 @@ func TestLog_openDropsAnUnfinishedRewrite(t *testing.T) {
 		t.Errorf("the unfinished rewrite after Open: %v; want it removed", err)
 	}
 }
+
+// TestLog_aFailedRewriteLosesNothing: when the log cannot be rewritten
+// (here its copy cannot be created), commits go on into the log in use,
+// which grows, and a crash copy replays every one of them.
+func TestLog_aFailedRewriteLosesNothing(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	path := tempPath(t)
+	db := openTest(t, path, Options{Log: true, logIdle: time.Hour, LogBuffer: 64 << 10, logCut: 16 << 10,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err := os.Mkdir(path+".wal.tmp", 0o700); err != nil { // where the copy would go
+		t.Fatal(err)
+	}
+	var tasks []*store.Task
+	for range 400 {
+		task := newTask("payment", "")
+		if err := db.Commit(t.Context(), creation(task)); err != nil {
+			t.Fatalf("commit while the log cannot be rewritten: %v", err)
+		}
+		tasks = append(tasks, task)
+	}
+	if db.lg.rewrites.Load() != 0 || !strings.Contains(logs.String(), "cutting it failed") {
+		t.Fatalf("rewrites %d, log:\n%s\nwant failed rewrites, warned about", db.lg.rewrites.Load(), logs.String())
+	}
+	if db.lg.applied.Load() == 0 {
+		t.Fatal("bbolt applied nothing: the log could have been emptied instead of rewritten")
+	}
+	for last := db.lg.applied.Load(); ; { // no apply runs while the files are copied
+		time.Sleep(100 * time.Millisecond)
+		if now := db.lg.applied.Load(); now == last {
+			break
+		} else {
+			last = now
+		}
+	}
+	if err := os.Remove(path + ".wal.tmp"); err != nil {
+		t.Fatal(err)
+	}
+	copied := openTest(t, crashCopy(t, path), Options{})
+	sameEach(t, copied, tasks)
+	mustCheck(t, copied)
+}

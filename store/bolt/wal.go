@@ -32,6 +32,9 @@ type walFile struct {
 	path string
 	size int64
 	buf  []byte
+	// dirSync is set after a rewrite's rename until the directory is
+	// synced (see rewrite).
+	dirSync bool
 }
 
 // walHeader is the size of a record's header.
@@ -104,10 +107,12 @@ func encodeRecord(b []byte, seq uint64, payload []byte) []byte {
 
 // rewrite replaces the log with recs, the records bbolt has not applied
 // yet, so that a log under a load that never pauses does not grow without
-// end. The new log is written beside the old one, synced, renamed over it
-// and the directory synced: a crash at any point leaves one complete log
-// holding every record bbolt lacks. On failure the old log stays in use,
-// unless the rename happened, after which the new one is.
+// end. The new log is written beside the old one, synced and renamed over
+// it: a crash at any point leaves one complete log holding every record
+// bbolt lacks. On a failure before the rename the old log stays in use.
+// After the rename the directory must be synced before a record is
+// appended to the new log (a crash could otherwise bring the old one
+// back): append does it while dirSync is set.
 func (w *walFile) rewrite(recs []walRecord) error {
 	tmp := w.path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
@@ -135,9 +140,9 @@ func (w *walFile) rewrite(recs []walRecord) error {
 		return err
 	}
 	old := w.f
-	w.f, w.size = f, size
+	w.f, w.size, w.dirSync = f, size, true
 	old.Close()
-	return syncDir(filepath.Dir(w.path))
+	return nil
 }
 
 // syncDir makes the directory entries of dir durable (a rename in it).
@@ -153,6 +158,12 @@ func syncDir(dir string) error {
 // append writes a record and syncs it. When either fails, the record is cut
 // off again, so that a later record never follows a torn one.
 func (w *walFile) append(seq uint64, payload []byte) error {
+	if w.dirSync {
+		if err := syncDir(filepath.Dir(w.path)); err != nil {
+			return fmt.Errorf("sync the directory after rewriting the log: %w", err)
+		}
+		w.dirSync = false
+	}
 	b := encodeRecord(w.buf[:0], seq, payload)
 	w.buf = b
 	_, err := w.f.WriteAt(b, w.size)
@@ -169,16 +180,16 @@ func (w *walFile) append(seq uint64, payload []byte) error {
 	return nil
 }
 
-// truncate cuts the log to size bytes and syncs that.
+// truncate cuts the log to size bytes and syncs that. Once the file is cut
+// the next record goes at its new end, even when the sync fails (the next
+// append's sync covers the size too): a record written past it would leave
+// a hole that reads as a torn tail.
 func (w *walFile) truncate(size int64) error {
 	if err := w.f.Truncate(size); err != nil {
 		return err
 	}
-	if err := fdatasync(w.f); err != nil {
-		return err
-	}
 	w.size = size
-	return nil
+	return fdatasync(w.f)
 }
 
 func (w *walFile) close() error { return w.f.Close() }
