@@ -374,14 +374,7 @@ func TestLog_staysSmallUnderSteadyLoad(t *testing.T) {
 	}
 	// Once no apply runs (the rest stays below the buffer's half, held
 	// back), the files are what a crash would leave.
-	for last := db.lg.applied.Load(); ; {
-		time.Sleep(100 * time.Millisecond)
-		if now := db.lg.applied.Load(); now == last {
-			break
-		} else {
-			last = now
-		}
-	}
+	untilApplyIdle(db)
 	copied := openTest(t, crashCopy(t, path), Options{})
 	var all []*store.Task
 	for _, ts := range tasks {
@@ -436,18 +429,25 @@ func TestLog_aFailedRewriteLosesNothing(t *testing.T) {
 	if db.lg.applied.Load() == 0 {
 		t.Fatal("bbolt applied nothing: the log could have been emptied instead of rewritten")
 	}
-	for last := db.lg.applied.Load(); ; { // no apply runs while the files are copied
-		time.Sleep(100 * time.Millisecond)
-		if now := db.lg.applied.Load(); now == last {
-			break
-		} else {
-			last = now
-		}
-	}
+	untilApplyIdle(db) // no apply runs while the files are copied
 	if err := os.Remove(path + ".wal.tmp"); err != nil {
 		t.Fatal(err)
 	}
 	copied := openTest(t, crashCopy(t, path), Options{})
 	sameEach(t, copied, tasks)
 	mustCheck(t, copied)
+}
+
+// untilApplyIdle waits until bbolt has applied nothing for 100 ms: with the
+// apply held back (logIdle) and the rest of the log under the buffer's
+// half, no apply starts again, and the files are what a crash would leave.
+func untilApplyIdle(db *DB) {
+	for last := db.lg.applied.Load(); ; {
+		time.Sleep(100 * time.Millisecond)
+		now := db.lg.applied.Load()
+		if now == last {
+			return
+		}
+		last = now
+	}
 }
